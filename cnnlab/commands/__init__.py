@@ -1,0 +1,1 @@
+"""One module per group of command-line verbs; see ``cnnlab.cli``."""

@@ -1,0 +1,137 @@
+"""A dataset on disk: normalised images, an index, metadata and a health report.
+
+Layout under ``$CNNLAB_HOME/datasets/<name>/``::
+
+    dataset.json   metadata: name, created, source, channels, classes, split fractions,
+                   seed, augmentation spec (the default for runs), rejected, ignored
+    index.csv      one row per image: file,label,split,sha,width,height,source
+    health.json    the health report (see ``cnnlab.data.health``)
+    images/<label>/<sha16>.<ext>   each image, normalised once at ingest
+
+``file`` in the index is relative to the dataset folder. ``sha`` is the SHA-256 of the
+normalised pixels, so the same picture saved twice (even as another format) has the
+same hash. ``split`` is one of ``train``, ``val``, ``test``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab import workspace
+from cnnlab.errors import CnnlabError
+
+SPLITS = ("train", "val", "test")
+INDEX_FIELDS = ("file", "label", "split", "sha", "width", "height", "source")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One image of a dataset."""
+
+    file: str  # path relative to the dataset folder
+    label: str  # class name
+    split: str  # train, val or test
+    sha: str  # SHA-256 of the normalised pixels
+    width: int
+    height: int
+    source: str = ""  # the name the file had in the upload
+
+
+class Dataset:
+    """A dataset read from the workspace.
+
+    Attributes:
+        name: the dataset's safe name.
+        path: its folder.
+        meta: the parsed ``dataset.json``.
+        records: the index rows, in index order.
+    """
+
+    def __init__(self, name: str):
+        self.name = workspace.safe_name(name, "dataset name")
+        self.path = workspace.dataset_dir(self.name)
+        meta = workspace.read_json(self.path / "dataset.json")
+        if meta is None:
+            known = ", ".join(list_datasets()) or "none yet"
+            raise CnnlabError(
+                f"There is no dataset named {name!r} (datasets: {known}). "
+                "Create one with `python -m cnnlab ingest SOURCE --name NAME` "
+                "or on the Data page."
+            )
+        self.meta: dict[str, Any] = meta
+        self.records: list[Record] = read_index(self.path / "index.csv")
+
+    @property
+    def channels(self) -> int:
+        """1 for grayscale datasets, 3 for colour."""
+        return int(self.meta.get("channels", 3))
+
+    @property
+    def class_names(self) -> list[str]:
+        """Class labels in a fixed (sorted) order; the model's output order."""
+        return sorted({record.label for record in self.records})
+
+    def split(self, split: str) -> list[Record]:
+        if split not in SPLITS:
+            raise CnnlabError(f"`split` must be one of {', '.join(SPLITS)}. Received: {split!r}")
+        return [record for record in self.records if record.split == split]
+
+    def files_and_labels(self, split: str) -> tuple[list[str], list[int]]:
+        """Absolute image paths and integer labels (indices into ``class_names``)."""
+        index = {label: i for i, label in enumerate(self.class_names)}
+        rows = self.split(split)
+        return [str(self.path / row.file) for row in rows], [index[row.label] for row in rows]
+
+    def health(self) -> dict[str, Any]:
+        return workspace.read_json(self.path / "health.json", default={}) or {}
+
+    def __repr__(self) -> str:
+        return f"Dataset({self.name!r}, images={len(self.records)}, classes={len(self.class_names)})"
+
+
+def read_index(path: Path) -> list[Record]:
+    if not path.exists():
+        return []
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    try:
+        return [
+            Record(
+                file=row["file"],
+                label=row["label"],
+                split=row["split"],
+                sha=row["sha"],
+                width=int(row["width"]),
+                height=int(row["height"]),
+                source=row.get("source") or "",
+            )
+            for row in rows
+        ]
+    except (KeyError, ValueError, TypeError) as error:
+        raise CnnlabError(
+            f"{path} is damaged ({error}); re-ingest the dataset or restore the file."
+        ) from error
+
+
+def write_index(path: Path, records: list[Record]) -> None:
+    """Write the index atomically."""
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=INDEX_FIELDS, lineterminator="\n")
+    writer.writeheader()
+    for record in records:
+        writer.writerow(asdict(record))
+    workspace.atomic_write_text(path, buffer.getvalue())
+
+
+def list_datasets() -> list[str]:
+    """Names of the datasets in the workspace, sorted."""
+    root = workspace.datasets_root()
+    return sorted(p.name for p in root.iterdir() if (p / "dataset.json").exists())
+
+
+def load_dataset(name: str) -> Dataset:
+    return Dataset(name)
