@@ -1,0 +1,75 @@
+"""Plotly figure builders: plain data in, ``go.Figure`` out.
+
+Figures for one concern may live beside it (``cnnlab.models.diagram``); this module
+holds the ones the Data page draws from a dataset's index and health report.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import plotly.graph_objects as go
+
+from cnnlab.data.dataset import SPLITS, Record
+
+SPLIT_COLOURS = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
+
+
+def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
+    figure.update_layout(
+        title=title,
+        height=height,
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    )
+    return figure
+
+
+def class_balance_figure(health: dict) -> go.Figure:
+    """Stacked bars of images per class, one colour per split."""
+    classes = health.get("classes", {})
+    labels = list(classes)
+    figure = go.Figure()
+    for split in SPLITS:
+        figure.add_bar(
+            name=split,
+            x=labels,
+            y=[classes[label].get(split, 0) for label in labels],
+            marker_color=SPLIT_COLOURS[split],
+        )
+    figure.update_layout(barmode="stack", xaxis_title="class", yaxis_title="images")
+    figure.update_xaxes(type="category")
+    ratio = health.get("imbalance_ratio")
+    title = "Images per class" + (f" (imbalance ratio {ratio:.1f}:1)" if ratio else "")
+    return _layout(figure, title)
+
+
+def size_figure(records: Sequence[Record]) -> go.Figure:
+    """Width against height of every image, one trace per class, as a heat-free scatter.
+
+    Large datasets are thinned to 5,000 points so the page stays quick.
+    """
+    step = max(1, len(records) // 5000)
+    sample = records[::step]
+    figure = go.Figure()
+    for label in sorted({record.label for record in sample}):
+        rows = [record for record in sample if record.label == label]
+        figure.add_scattergl(
+            name=label,
+            x=[row.width for row in rows],
+            y=[row.height for row in rows],
+            mode="markers",
+            marker=dict(size=6, opacity=0.6),
+            hovertext=[row.source or row.file for row in rows],
+        )
+    figure.update_layout(xaxis_title="width (px)", yaxis_title="height (px)")
+    return _layout(figure, "Image sizes")
+
+
+def aspect_figure(records: Sequence[Record]) -> go.Figure:
+    """Histogram of aspect ratios (width / height)."""
+    figure = go.Figure(
+        go.Histogram(x=[record.width / max(record.height, 1) for record in records], nbinsx=30)
+    )
+    figure.update_layout(xaxis_title="aspect ratio (width / height)", yaxis_title="images")
+    return _layout(figure, "Aspect ratios")

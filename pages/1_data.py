@@ -1,0 +1,303 @@
+"""Data page: create or extend a dataset, read its health report, browse it, and preview
+augmentation exactly as training will apply it."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from cnnlab import plots, workspace
+from cnnlab.data import augment, ingest
+from cnnlab.data.dataset import list_datasets, load_dataset
+from cnnlab.errors import CnnlabError
+from pages._ui import current_dataset, select_dataset, spec_widget
+
+PAGE_SIZE = 48
+SOURCES = ("Built-in sample", "Zip file", "Folder (directory upload)", "Images of one class")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_dataset(name: str, version: float):
+    """The dataset, re-read only when its index changes (``version`` is the index mtime)."""
+    return load_dataset(name)
+
+
+def dataset_version(name: str) -> float:
+    index = workspace.dataset_dir(name) / "index.csv"
+    return index.stat().st_mtime if index.exists() else 0.0
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_preview(path: str, spec_json: dict, count: int, seed: int) -> list[np.ndarray]:
+    with Image.open(path) as image:
+        pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return augment.preview(pixels, augment.AugmentSpec.from_dict(spec_json), n=count, seed=seed)
+
+
+def show_report(report: ingest.IngestReport) -> None:
+    st.success(
+        f"Added {report.images} image(s) to **{report.dataset}**: "
+        + ", ".join(f"{label} {count}" for label, count in report.classes.items())
+    )
+    if report.ignored:
+        st.caption(f"Ignored {report.ignored} system file(s) (e.g. __MACOSX, .DS_Store).")
+    if report.rejected:
+        st.warning(f"{len(report.rejected)} file(s) were rejected; the rest were kept.")
+        st.dataframe(pd.DataFrame(report.rejected), hide_index=True, width="stretch")
+
+
+def run_ingest(action, *args, **kwargs) -> None:
+    """Call an ingest function, show its report, and make its dataset current."""
+    try:
+        with st.spinner("Checking and storing images..."):
+            report = action(*args, **kwargs)
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    st.session_state["last_ingest"] = report
+    select_dataset(report.dataset)
+    st.rerun()
+
+
+def add_images_panel(existing: str | None) -> None:
+    source = st.radio("Source", SOURCES, horizontal=True, key="ingest_source")
+    target_new = True
+    if existing:
+        target_new = (
+            st.radio(
+                "Into",
+                ("A new dataset", f"The current dataset ({existing})"),
+                horizontal=True,
+                key="ingest_target",
+            )
+            == "A new dataset"
+        )
+    name = existing
+    if target_new:
+        default = {"Built-in sample": "digits"}.get(source, "my-images")
+        name = st.text_input("New dataset name", value=default, key="ingest_name")
+
+    if source == "Built-in sample":
+        sample = st.selectbox(
+            "Sample",
+            ("digits", "shapes"),
+            key="ingest_sample",
+            help="digits: scikit-learn's 1,797 handwritten digits (10 classes, grayscale). "
+            "shapes: generated shapes on noisy backgrounds; raise the imbalance to demo "
+            "class weighting.",
+        )
+        options = {}
+        if sample == "shapes":
+            left, middle, right = st.columns(3)
+            options["count"] = left.number_input("Images of the largest class", 10, 5000, 200)
+            options["image_size"] = middle.number_input("Image size (px)", 16, 256, 64)
+            options["imbalance"] = right.slider(
+                "Imbalance factor",
+                1.0,
+                10.0,
+                1.0,
+                help="Each class has this many times fewer images than the one before.",
+            )
+        if st.button("Load sample", type="primary", key="ingest_sample_go"):
+            if target_new:
+                run_ingest(ingest.ingest, f"sample:{sample}", name, options=options)
+            else:
+                st.error("A sample makes a dataset of its own: choose 'A new dataset'.")
+    elif source == "Zip file":
+        upload = st.file_uploader(
+            "A .zip with one folder per class (optionally under train/ val/ test/)",
+            type=["zip"],
+            key="ingest_zip",
+        )
+        if upload is not None and st.button("Ingest zip", type="primary", key="ingest_zip_go"):
+            if target_new:
+                run_ingest(ingest.ingest, upload, name)
+            else:
+                run_ingest(ingest.add_source, name, upload)
+    else:
+        directory = source.startswith("Folder")
+        uploads = st.file_uploader(
+            "A folder with one sub-folder per class" if directory else "Images",
+            accept_multiple_files="directory" if directory else True,
+            key="ingest_files_dir" if directory else "ingest_files",
+        )
+        label = None
+        if not directory:
+            label = st.text_input("Class of these images", key="ingest_label")
+        if uploads and st.button("Add images", type="primary", key="ingest_files_go"):
+            if not directory and not (label or "").strip():
+                st.error("Give these images a class name, e.g. `cat`.")
+                return
+            files = [(upload.name, upload.getvalue()) for upload in uploads]
+            run_ingest(ingest.add_files, name, files, label)
+
+
+def health_panel(name: str) -> None:
+    dataset = cached_dataset(name, dataset_version(name))
+    health = dataset.health()
+    counts = st.columns(4)
+    counts[0].metric("Images", health.get("images", len(dataset.records)))
+    counts[1].metric("Classes", len(dataset.class_names))
+    counts[2].metric("Imbalance ratio", f"{health.get('imbalance_ratio') or 1:.1f}:1")
+    counts[3].metric("Channels", "grayscale" if dataset.channels == 1 else "colour")
+    for warning in health.get("warnings", []):
+        st.warning(warning)
+    left, right = st.columns(2)
+    left.plotly_chart(plots.class_balance_figure(health), key="balance_chart")
+    right.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
+
+    fixes = (
+        ("label_conflicts", "Same image under two labels", ingest.fix_label_conflicts,
+         "Remove conflicting images"),
+        ("leaks", "Same image in two splits", ingest.fix_leaks, "Move leaked copies to train"),
+        ("duplicates", "Exact duplicates within a class", ingest.remove_duplicates,
+         "Keep one copy of each"),
+    )
+    for key, title, fix, button in fixes:
+        problems = health.get(key) or []
+        if not problems:
+            continue
+        with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
+            st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
+            if st.button(button, key=f"fix_{key}"):
+                try:
+                    changed = fix(name)
+                except CnnlabError as error:
+                    st.error(str(error))
+                else:
+                    st.toast(f"{button}: {changed} image(s) changed.")
+                    st.rerun()
+
+
+def gallery_panel(name: str) -> None:
+    dataset = cached_dataset(name, dataset_version(name))
+    left, middle, right = st.columns([2, 2, 1])
+    label = left.selectbox("Class", dataset.class_names, key="gallery_class")
+    split = middle.selectbox("Split", ("all", "train", "val", "test"), key="gallery_split")
+    rows = [
+        record
+        for record in dataset.records
+        if record.label == label and (split == "all" or record.split == split)
+    ]
+    pages = max(1, -(-len(rows) // PAGE_SIZE))
+    page = right.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page")
+    shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
+    st.caption(f"{len(rows)} image(s) of class {label}" + ("" if split == "all" else f" in {split}"))
+    if shown:
+        st.image(
+            [str(dataset.path / record.file) for record in shown],
+            caption=[f"{record.split} · {record.width}x{record.height}" for record in shown],
+            width=96,
+        )
+    with st.expander("Delete images or this class"):
+        doomed = st.multiselect(
+            "Images on this page to delete",
+            [record.file for record in shown],
+            format_func=lambda file: file.rsplit("/", 1)[-1],
+            key="gallery_delete_files",
+        )
+        if doomed and st.button(f"Delete {len(doomed)} image(s)", key="gallery_delete_go"):
+            act(ingest.delete_images, name, doomed)
+        confirm = st.checkbox(f"Yes, delete the whole class {label}", key="gallery_confirm_class")
+        if st.button(f"Delete class {label}", disabled=not confirm, key="gallery_delete_class"):
+            act(ingest.delete_class, name, label)
+
+
+def act(action, *args) -> None:
+    try:
+        action(*args)
+    except CnnlabError as error:
+        st.error(str(error))
+    else:
+        st.rerun()
+
+
+def augmentation_panel(name: str) -> None:
+    dataset = cached_dataset(name, dataset_version(name))
+    saved = augment.load_augment(name)
+    st.caption(
+        "These are the Keras preprocessing layers training applies to each image; "
+        "the preview below is drawn by the same layers."
+    )
+    values = {}
+    columns = st.columns(3)
+    for i, field in enumerate(dataclasses.fields(augment.AugmentSpec)):
+        with columns[i % 3]:
+            values[field.name] = spec_widget(
+                augment.AugmentSpec, field.name, getattr(saved, field.name), key=f"aug_{field.name}"
+            )
+    try:
+        spec = augment.AugmentSpec.from_dict(values)
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    train = dataset.split("train") or dataset.records
+    left, middle, right = st.columns([3, 2, 1])
+    choice = left.selectbox(
+        "Image",
+        range(min(len(train), 200)),
+        format_func=lambda i: f"{train[i].label} · {train[i].source or train[i].file}",
+        key="aug_image",
+    )
+    count = middle.slider("Variants", 1, 15, 7, key="aug_count")
+    if right.button("Reseed", key="aug_reseed"):
+        st.session_state["aug_seed"] = st.session_state.get("aug_seed", 0) + 1
+    seed = st.session_state.get("aug_seed", 0)
+    path = str(dataset.path / train[choice].file)
+    try:
+        variants = cached_preview(path, spec.to_dict(), count, seed)
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    st.image(
+        [path, *variants],
+        caption=["original", *[f"variant {i + 1}" for i in range(len(variants))]],
+        width=112,
+        clamp=True,
+    )
+    if spec != saved:
+        if st.button("Save as this dataset's default", type="primary", key="aug_save"):
+            augment.save_augment(name, spec)
+            st.toast("Saved: new runs of this dataset will use this augmentation.")
+            st.rerun()
+    else:
+        st.caption("This is the dataset's saved default.")
+
+
+st.title("Data")
+name = current_dataset()
+report = st.session_state.pop("last_ingest", None)
+if report is not None:
+    show_report(report)
+
+if not list_datasets():
+    st.info(
+        "No dataset yet. Load a built-in sample to explore right away, or upload your own "
+        "images below: a zip with one folder per class is the quickest."
+    )
+with st.expander("Create a dataset or add images", expanded=name is None):
+    add_images_panel(name)
+
+if name:
+    st.subheader(name)
+    health_tab, gallery_tab, augment_tab, manage_tab = st.tabs(
+        ["Health report", "Gallery", "Augmentation", "Manage"]
+    )
+    with health_tab:
+        health_panel(name)
+    with gallery_tab:
+        gallery_panel(name)
+    with augment_tab:
+        augmentation_panel(name)
+    with manage_tab:
+        sure = st.checkbox(f"Yes, delete the dataset {name} and its images", key="delete_confirm")
+        if st.button("Delete dataset", disabled=not sure, key="delete_dataset"):
+            ingest.delete_dataset(name)
+            select_dataset(None)
+            st.rerun()

@@ -1,0 +1,79 @@
+"""Small Streamlit helpers shared by the pages: the current selections and spec widgets.
+
+The current dataset and run live in ``st.session_state["dataset"]`` and
+``st.session_state["run"]`` (names, or None); the sidebar in ``app.py`` shows and
+changes them, and a page that creates one sets it.
+"""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from cnnlab.errors import CnnlabError
+from cnnlab.spec import Choice, Range, Spec
+
+DATASET_KEY = "dataset"
+RUN_KEY = "run"
+
+
+def current_dataset() -> str | None:
+    return st.session_state.get(DATASET_KEY)
+
+
+def select_dataset(name: str | None) -> None:
+    """Make ``name`` the current dataset (takes effect in the sidebar on the next run)."""
+    st.session_state[DATASET_KEY] = name
+
+
+def current_run() -> str | None:
+    return st.session_state.get(RUN_KEY)
+
+
+def select_run(run_id: str | None) -> None:
+    st.session_state[RUN_KEY] = run_id
+
+
+def spec_widget(spec_cls: type[Spec], name: str, value, key: str, label: str | None = None):
+    """A widget for one spec field, with range or options taken from the spec's limits.
+
+    Floats and bounded ints get a slider, wide int ranges a number input, choices a
+    selectbox; anything without limits a text input. Returns the widget's value.
+    """
+    limits = spec_cls.limits(name)
+    label = label or name.replace("_", " ").capitalize()
+    help_text = spec_cls.help(name) or None
+    if isinstance(limits, Choice):
+        options = list(limits.options)
+        index = options.index(value) if value in options else 0
+        return st.selectbox(label, options, index=index, key=key, help=help_text)
+    if isinstance(limits, Range):
+        if limits.integer:
+            if limits.high - limits.low <= 64:
+                return st.slider(
+                    label, int(limits.low), int(limits.high), int(value), key=key, help=help_text
+                )
+            return st.number_input(
+                label, int(limits.low), int(limits.high), int(value), key=key, help=help_text
+            )
+        step = (limits.high - limits.low) / 100 or 0.01
+        return st.slider(
+            label,
+            float(limits.low),
+            float(limits.high),
+            float(value),
+            step=step,
+            key=key,
+            help=help_text,
+        )
+    if isinstance(value, bool):
+        return st.checkbox(label, value=value, key=key, help=help_text)
+    return st.text_input(label, value=str(value), key=key, help=help_text)
+
+
+def build_spec(spec_cls: type[Spec], values: dict):
+    """Build a spec from widget values, showing the error beside the form when invalid."""
+    try:
+        return spec_cls.from_dict(values)
+    except CnnlabError as error:
+        st.error(str(error))
+        return None
