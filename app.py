@@ -11,10 +11,10 @@ import streamlit as st
 from cnnlab.data.dataset import list_datasets
 from pages._ui import DATASET_KEY, RUN_KEY
 
-st.set_page_config(page_title="cnnlab", page_icon=":material/neurology:", layout="wide")
+st.set_page_config(page_title="cnnlab", layout="wide")
 
 PAGES = [
-    st.Page("pages/1_data.py", title="Data", icon=":material/photo_library:", default=True),
+    st.Page("pages/1_data.py", title="Data", icon="🖼️", default=True),
 ]
 
 SIDEBAR_DATASET = "sidebar_dataset"

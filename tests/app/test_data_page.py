@@ -8,9 +8,9 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab.data import ingest
 from cnnlab.data.dataset import list_datasets, load_dataset
-from tests.conftest import write_image_folders
+from tests.conftest import REPO, write_image_folders
 
-PAGE = "pages/1_data.py"
+PAGE = str(REPO / "pages" / "1_data.py")
 TIMEOUT = 120
 
 

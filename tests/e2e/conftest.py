@@ -125,7 +125,11 @@ class PageWatch:
     def __init__(self, page):
         self.page = page
         self.errors: list[str] = []
-        page.on("console", lambda msg: msg.type == "error" and self.errors.append(msg.text))
+        page.on(
+            "console",
+            lambda msg: msg.type == "error"
+            and self.errors.append(f"{msg.text} ({msg.location.get('url', '')})"),
+        )
         page.on("pageerror", lambda error: self.errors.append(str(error)))
 
     def assert_clean(self) -> None:
