@@ -8,38 +8,72 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cnnlab import devices, runs
 from cnnlab.data.dataset import list_datasets
 from pages._ui import DATASET_KEY, RUN_KEY
 
 st.set_page_config(page_title="cnnlab", layout="wide")
 
+# Emoji icons: Material icons would be fetched from the internet on every page load.
 PAGES = [
     st.Page("pages/1_data.py", title="Data", icon="🖼️", default=True),
 ]
 
-SIDEBAR_DATASET = "sidebar_dataset"
+
+@st.cache_resource(show_spinner="Looking for GPUs...")
+def device_summary() -> str:
+    return devices.describe_devices()["device"]
 
 
-def _follow_sidebar() -> None:
-    st.session_state[DATASET_KEY] = st.session_state[SIDEBAR_DATASET]
+def _follow(state_key: str, widget_key: str) -> None:
+    st.session_state[state_key] = st.session_state[widget_key]
+
+
+def sidebar_choice(label: str, state_key: str, options: list, default, format_func=str) -> None:
+    """A sidebar selectbox kept in step with ``st.session_state[state_key]``.
+
+    Pages change the selection by setting ``state_key`` (e.g. after an upload or a
+    launch); the widget shows it on the next run, and a user's pick sets it back.
+    """
+    current = st.session_state.get(state_key)
+    if current not in options:
+        current = default
+        st.session_state[state_key] = current
+    if not options:
+        return
+    widget_key = f"sidebar_{state_key}"
+    st.session_state[widget_key] = current
+    st.sidebar.selectbox(
+        label,
+        options,
+        key=widget_key,
+        on_change=_follow,
+        args=(state_key, widget_key),
+        format_func=format_func,
+    )
 
 
 def sidebar() -> None:
+    st.sidebar.markdown("### cnnlab")
     datasets = list_datasets()
-    current = st.session_state.get(DATASET_KEY)
-    if current not in datasets:
-        current = "digits" if "digits" in datasets else (datasets[0] if datasets else None)
-        st.session_state[DATASET_KEY] = current
-    # The page may have changed the dataset (e.g. after an upload): show its choice.
-    st.session_state[SIDEBAR_DATASET] = current
-    with st.sidebar:
-        st.markdown("### cnnlab")
-        if datasets:
-            st.selectbox("Dataset", datasets, key=SIDEBAR_DATASET, on_change=_follow_sidebar)
-        else:
-            st.caption("No dataset yet: create one on the Data page.")
-        run = st.session_state.get(RUN_KEY)
-        st.caption(f"Run: {run}" if run else "Run: none selected")
+    default = "digits" if "digits" in datasets else (datasets[0] if datasets else None)
+    sidebar_choice("Dataset", DATASET_KEY, datasets, default)
+    if not datasets:
+        st.sidebar.caption("No dataset yet: create one on the Data page.")
+
+    dataset = st.session_state.get(DATASET_KEY)
+    dataset_runs = {info.run_id: info for info in runs.list_runs(dataset)} if dataset else {}
+    completed = [run_id for run_id, info in dataset_runs.items() if info.status == "completed"]
+    sidebar_choice(
+        "Run",
+        RUN_KEY,
+        list(dataset_runs),
+        completed[0] if completed else next(iter(dataset_runs), None),
+        format_func=lambda run_id: f"{run_id} ({dataset_runs[run_id].status})",
+    )
+    if dataset and not dataset_runs:
+        st.sidebar.caption("No run of this dataset yet: train one on the Train page.")
+    st.sidebar.caption(f"Device: {device_summary()}")
 
 
 page = st.navigation(PAGES)

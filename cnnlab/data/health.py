@@ -1,0 +1,302 @@
+"""The health report of a dataset, and the one-click fixes it offers.
+
+:func:`health_report` is a pure function of the index rows: class counts per split,
+imbalance, duplicates, label conflicts, leaks between splits, size and aspect
+statistics, tiny images and classes too small to split, plus plain sentences that say
+what to do about each. The fixes (:func:`remove_duplicates`, :func:`fix_label_conflicts`,
+:func:`fix_leaks`) rewrite a stored dataset and return how many images they changed.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+from cnnlab import workspace
+from cnnlab.data.dataset import SPLITS, Dataset, Record, write_index
+from cnnlab.data.splits import DEFAULT_SPLIT, minimum_per_class
+
+# Images with a side below this many pixels are listed as "tiny".
+TINY_SIDE = 16
+# A largest/smallest class ratio above this earns a warning.
+IMBALANCE_WARNING = 3.0
+# Lists in the report are cut to this many entries (counts stay exact).
+MAX_LISTED = 200
+
+
+def health_report(
+    records: Sequence[Record], *, split: Sequence[float] = DEFAULT_SPLIT
+) -> dict[str, Any]:
+    """Summarise a dataset's index rows; the result is plain JSON.
+
+    Args:
+        records: the dataset's images.
+        split: the dataset's train/val/test fractions (sets the per-class minimum).
+
+    Returns:
+        ``images``, ``splits``, ``classes`` ({label: {train, val, test, total}}),
+        ``imbalance_ratio``, ``duplicates``, ``label_conflicts``, ``leaks``, ``sizes``,
+        ``tiny``, ``tiny_side``, ``too_small_classes``, ``counts`` (how many of each
+        problem, even when a list is cut) and ``warnings`` (sentences for people).
+    """
+    classes: dict[str, dict[str, int]] = {}
+    for record in records:
+        row = classes.setdefault(record.label, {name: 0 for name in (*SPLITS, "total")})
+        row[record.split] = row.get(record.split, 0) + 1
+        row["total"] += 1
+    classes = dict(sorted(classes.items()))
+    split_counts = {name: sum(row[name] for row in classes.values()) for name in SPLITS}
+    totals = [row["total"] for row in classes.values()]
+    imbalance = round(max(totals) / min(totals), 2) if totals else None
+
+    by_sha: dict[str, list[Record]] = defaultdict(list)
+    for record in records:
+        by_sha[record.sha].append(record)
+    duplicates, conflicts, leaks = [], [], []
+    for sha, copies in by_sha.items():
+        if len(copies) < 2:
+            continue
+        per_label: dict[str, list[str]] = defaultdict(list)
+        for copy in copies:
+            per_label[copy.label].append(copy.file)
+        for label, files in sorted(per_label.items()):
+            if len(files) > 1:
+                duplicates.append({"sha": sha, "label": label, "files": files})
+        if len(per_label) > 1:
+            conflicts.append(
+                {"sha": sha, "labels": sorted(per_label), "files": [c.file for c in copies]}
+            )
+        splits_seen = sorted({c.split for c in copies}, key=SPLITS.index)
+        if len(splits_seen) > 1:
+            leaks.append({"sha": sha, "splits": splits_seen, "files": [c.file for c in copies]})
+
+    minimum = minimum_per_class(split)
+    too_small = [
+        {"label": label, "images": row["total"], "minimum": minimum}
+        for label, row in classes.items()
+        if row["total"] < minimum
+    ]
+    tiny = [
+        {"file": r.file, "width": r.width, "height": r.height}
+        for r in records
+        if min(r.width, r.height) < TINY_SIDE
+    ]
+    report = {
+        "images": len(records),
+        "splits": split_counts,
+        "classes": classes,
+        "imbalance_ratio": imbalance,
+        "duplicates": duplicates[:MAX_LISTED],
+        "label_conflicts": conflicts[:MAX_LISTED],
+        "leaks": leaks[:MAX_LISTED],
+        "sizes": _size_summary(records),
+        "tiny": tiny[:MAX_LISTED],
+        "tiny_side": TINY_SIDE,
+        "too_small_classes": too_small,
+        "counts": {
+            "duplicates": sum(len(d["files"]) - 1 for d in duplicates),
+            "label_conflicts": len(conflicts),
+            "leaks": len(leaks),
+            "tiny": len(tiny),
+        },
+    }
+    report["warnings"] = _warnings(report, split)
+    return report
+
+
+def _size_summary(records: Sequence[Record]) -> dict[str, Any]:
+    if not records:
+        return {}
+    widths = [r.width for r in records]
+    heights = [r.height for r in records]
+    aspects = [r.width / r.height for r in records]
+
+    def summary(values: list[float]) -> dict[str, float]:
+        return {
+            "min": round(min(values), 3),
+            "median": round(statistics.median(values), 3),
+            "max": round(max(values), 3),
+        }
+
+    return {"width": summary(widths), "height": summary(heights), "aspect": summary(aspects)}
+
+
+def _warnings(report: dict[str, Any], split: Sequence[float]) -> list[str]:
+    out: list[str] = []
+    classes = report["classes"]
+    if not classes:
+        return ["The dataset has no images; add some on the Data page or with `ingest`."]
+    if len(classes) < 2:
+        out.append(
+            f"Only one class ({next(iter(classes))}); a classifier needs at least two. "
+            "Add images of another class."
+        )
+    for item in report["too_small_classes"]:
+        out.append(
+            f"Class '{item['label']}' has {item['images']} image(s); at least "
+            f"{item['minimum']} are needed to split it into train, val and test. Its images "
+            "are all in train, so it is not evaluated; add more images of it."
+        )
+    small = {item["label"] for item in report["too_small_classes"]}
+    for index, name in enumerate(SPLITS):
+        if split[index] <= 0:
+            continue
+        missing = [label for label, row in classes.items() if row[name] == 0 and label not in small]
+        if missing and report["splits"][name] == 0:
+            out.append(f"The {name} split is empty.")
+        elif missing:
+            out.append(f"No {name} images for class(es): {', '.join(missing[:10])}.")
+    ratio = report["imbalance_ratio"]
+    if ratio and ratio > IMBALANCE_WARNING:
+        largest = max(classes, key=lambda label: classes[label]["total"])
+        smallest = min(classes, key=lambda label: classes[label]["total"])
+        out.append(
+            f"Classes are imbalanced: '{largest}' has {ratio:g}x as many images as "
+            f"'{smallest}'. Consider class weights or more images of the small classes."
+        )
+    counts = report["counts"]
+    if counts["label_conflicts"]:
+        out.append(
+            f"{counts['label_conflicts']} image(s) appear under two or more labels; "
+            "the true label is unknown. Fix: remove every copy."
+        )
+    if counts["leaks"]:
+        out.append(
+            f"{counts['leaks']} image(s) appear in more than one split, so evaluation "
+            "would score pictures the model trained on. Fix: move all copies to one split."
+        )
+    if counts["duplicates"]:
+        out.append(
+            f"{counts['duplicates']} duplicate copy(ies) within a class. "
+            "Fix: keep one copy of each."
+        )
+    if counts["tiny"]:
+        out.append(
+            f"{counts['tiny']} image(s) have a side under {TINY_SIDE} pixels; "
+            "they may be too small to learn from."
+        )
+    return out
+
+
+# -- changing a stored dataset ----------------------------------------------------------
+
+
+@contextlib.contextmanager
+def dataset_lock(name: str) -> Iterator[None]:
+    """Hold the workspace-wide lock for dataset ``name`` (one writer at a time)."""
+    safe = workspace.safe_name(name, "dataset name")
+    folder = workspace.datasets_root() / ".locks"
+    folder.mkdir(parents=True, exist_ok=True)
+    with open(folder / f"{safe}.lock", "a+") as handle:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+
+
+def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
+    """Write index, metadata and health of the dataset at ``path``; return the health."""
+    meta = dict(meta)
+    meta["classes"] = sorted({record.label for record in records})
+    split = tuple(meta.get("split", {}).get(name, 0.0) for name in SPLITS)
+    report = health_report(records, split=split if sum(split) else DEFAULT_SPLIT)
+    write_index(path / "index.csv", records)
+    workspace.atomic_write_json(path / "dataset.json", meta)
+    workspace.atomic_write_json(path / "health.json", report)
+    return report
+
+
+def rewrite(
+    name: str, change: Callable[[list[Record]], tuple[list[Record], int]]
+) -> tuple[int, dict[str, Any]]:
+    """Apply ``change`` to a stored dataset's records under its lock.
+
+    ``change`` returns the new records and how many images it changed. Files of records
+    that are gone are deleted after the new index is written, so a crash can leave an
+    unused file but never an index row without its image.
+    """
+    with dataset_lock(name):
+        dataset = Dataset(name)
+        new_records, changed = change(list(dataset.records))
+        kept = {record.file for record in new_records}
+        report = save_state(dataset.path, dataset.meta, new_records)
+        for record in dataset.records:
+            if record.file not in kept:
+                _unlink_inside(dataset.path, record.file)
+    return changed, report
+
+
+def _unlink_inside(root: Path, relative: str) -> None:
+    with contextlib.suppress(OSError):
+        os.unlink(workspace.inside(root, relative))
+
+
+def remove_duplicates(name: str) -> int:
+    """Keep one copy of each picture per class; return how many copies were removed.
+
+    The copy kept is the one in the earliest split (train, then val, then test), then the
+    first in the index.
+    """
+
+    def change(records: list[Record]) -> tuple[list[Record], int]:
+        order = sorted(range(len(records)), key=lambda i: (SPLITS.index(records[i].split), i))
+        seen: set[tuple[str, str]] = set()
+        keep: set[int] = set()
+        for i in order:
+            key = (records[i].sha, records[i].label)
+            if key not in seen:
+                seen.add(key)
+                keep.add(i)
+        return [r for i, r in enumerate(records) if i in keep], len(records) - len(keep)
+
+    return rewrite(name, change)[0]
+
+
+def fix_label_conflicts(name: str) -> int:
+    """Remove every copy of each picture that appears under two or more labels.
+
+    The true label of such a picture is unknown, so no copy is kept: keeping any one
+    would be a guess. Returns how many images were removed.
+    """
+
+    def change(records: list[Record]) -> tuple[list[Record], int]:
+        labels: dict[str, set[str]] = defaultdict(set)
+        for record in records:
+            labels[record.sha].add(record.label)
+        kept = [r for r in records if len(labels[r.sha]) < 2]
+        return kept, len(records) - len(kept)
+
+    return rewrite(name, change)[0]
+
+
+def fix_leaks(name: str) -> int:
+    """Move all copies of a picture found in several splits into the earliest of them.
+
+    Train comes before val and val before test, so a leaked picture ends up where the
+    model learns from it and no longer inflates a score. Returns how many images moved.
+    """
+
+    def change(records: list[Record]) -> tuple[list[Record], int]:
+        first: dict[str, int] = {}
+        for record in records:
+            index = SPLITS.index(record.split)
+            first[record.sha] = min(first.get(record.sha, index), index)
+        moved = 0
+        out = []
+        for record in records:
+            target = SPLITS[first[record.sha]]
+            if record.split != target:
+                record = replace(record, split=target)
+                moved += 1
+            out.append(record)
+        return out, moved
+
+    return rewrite(name, change)[0]
