@@ -20,7 +20,6 @@ def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
         title=title,
         height=height,
         margin=dict(l=10, r=10, t=40, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
     )
     return figure
 
