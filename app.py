@@ -14,9 +14,15 @@ from pages._ui import DATASET_KEY, RUN_KEY
 
 st.set_page_config(page_title="cnnlab", layout="wide")
 
-# Emoji icons: Material icons would be fetched from the internet on every page load.
+# No page icons: Material icons are fetched from the internet, and emoji need fonts
+# that many machines (and headless browsers) lack.
 PAGES = [
-    st.Page("pages/1_data.py", title="Data", icon="🖼️", default=True),
+    st.Page("pages/1_data.py", title="Data", default=True),
+    st.Page("pages/2_architecture.py", title="Architecture", url_path="architecture"),
+    st.Page("pages/3_train.py", title="Train", url_path="train"),
+    st.Page("pages/4_evaluate.py", title="Evaluate", url_path="evaluate"),
+    st.Page("pages/5_predict.py", title="Predict", url_path="predict"),
+    st.Page("pages/6_experiments.py", title="Experiments", url_path="experiments"),
 ]
 
 

@@ -86,7 +86,8 @@ class LiveApp:
         raise RuntimeError(f"streamlit did not start; log: {self.log_text()}")
 
     def log_text(self) -> str:
-        self.log.flush()
+        if not self.log.closed:
+            self.log.flush()
         return Path(self.log.name).read_text(errors="replace")[-4000:]
 
     def stop(self) -> None:
@@ -119,18 +120,27 @@ def browser(chromium_path):
         browser.close()
 
 
+STREAMLIT_PROBES = ("/_stcore/health", "/_stcore/host-config")
+
+
 class PageWatch:
     """Collects browser console errors and page errors so a test can fail on them."""
 
     def __init__(self, page):
         self.page = page
         self.errors: list[str] = []
-        page.on(
-            "console",
-            lambda msg: msg.type == "error"
-            and self.errors.append(f"{msg.text} ({msg.location.get('url', '')})"),
-        )
+        page.on("console", self._console)
         page.on("pageerror", lambda error: self.errors.append(str(error)))
+
+    def _console(self, message) -> None:
+        url = message.location.get("url", "")
+        # Opening a page by its URL (e.g. /train), Streamlit's front end first probes
+        # /train/_stcore/health and /train/_stcore/host-config to find the server's
+        # base path; those 404s are part of its normal start-up, not an app error.
+        if url.endswith(STREAMLIT_PROBES) and "404" in message.text:
+            return
+        if message.type == "error":
+            self.errors.append(f"{message.text} ({url})")
 
     def assert_clean(self) -> None:
         page = self.page
@@ -153,10 +163,22 @@ def page(browser):
 
 
 def wait_idle(page, timeout: float = 60_000) -> None:
-    """Wait until Streamlit has finished the current script run."""
-    page.wait_for_selector("[data-testid='stApp']", timeout=timeout)
+    """Wait until Streamlit has drawn the page and finished the current script run.
+
+    Every page starts with a title, so an ``h1`` means the first run has drawn; the
+    status widget ("Running...") must then stay away for half a second.
+    """
+    page.wait_for_selector("[data-testid='stMain'] h1", timeout=timeout)
     page.wait_for_function(
-        "() => !document.querySelector('[data-testid=\"stStatusWidget\"]')", timeout=timeout
+        """() => {
+            const busy = document.querySelector('[data-testid="stStatusWidget"]');
+            const now = Date.now();
+            if (busy) { window.__cnnlabIdleSince = null; return false; }
+            window.__cnnlabIdleSince = window.__cnnlabIdleSince || now;
+            return now - window.__cnnlabIdleSince > 500;
+        }""",
+        timeout=timeout,
+        polling=100,
     )
 
 
