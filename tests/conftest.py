@@ -55,3 +55,76 @@ def write_image_folders(
 def image_folders(tmp_path) -> Path:
     """Three classes of eight 24x24 RGB images each, in ``class/`` folders."""
     return write_image_folders(tmp_path / "upload", {"cat": 8, "dog": 8, "fox": 8})
+
+
+def make_dataset_on_disk(
+    name: str,
+    classes: dict[str, int],
+    size: int = 24,
+    channels: int = 3,
+    splits: tuple[int, int, int] | None = None,
+    seed: int = 0,
+) -> str:
+    """Write a ready dataset ``name`` into the current ``CNNLAB_HOME``, without ingest.
+
+    Images are PNGs under ``images/<label>/``. ``splits`` is (train, val, test) images per
+    class: the last ``test`` images of a class go to test, the ``val`` before them to val,
+    the rest to train; by default a fifth each to val and test. Returns the name.
+    """
+    import hashlib
+    import shutil
+
+    from PIL import Image
+
+    from cnnlab import workspace
+    from cnnlab.data.dataset import Record, write_index
+
+    folder = workspace.dataset_dir(name)
+    mode = "L" if channels == 1 else "RGB"
+    upload = folder / "upload-tmp"
+    write_image_folders(upload, classes, size=size, mode=mode, seed=seed)
+    records = []
+    for label, count in classes.items():
+        val, test = splits[1:] if splits else (count // 5, count // 5)
+        names = [f"{label}_{i}.png" for i in range(count)]
+        for i, source in enumerate(names):
+            image = Image.open(upload / label / source)
+            pixels = np.asarray(image)
+            sha = hashlib.sha256(pixels.tobytes()).hexdigest()
+            target = folder / "images" / label / f"{sha[:16]}.png"
+            target.parent.mkdir(parents=True, exist_ok=True)
+            image.save(target)
+            split = "test" if i >= count - test else "val" if i >= count - test - val else "train"
+            records.append(
+                Record(
+                    file=f"images/{label}/{sha[:16]}.png",
+                    label=label,
+                    split=split,
+                    sha=sha,
+                    width=image.width,
+                    height=image.height,
+                    source=source,
+                )
+            )
+    shutil.rmtree(upload)
+    write_index(folder / "index.csv", records)
+    workspace.atomic_write_json(
+        folder / "dataset.json",
+        {
+            "name": name,
+            "created": "2026-01-01T00:00:00+00:00",
+            "source": "synthetic test images",
+            "channels": channels,
+            "classes": sorted(classes),
+            "split": {"train": 0.6, "val": 0.2, "test": 0.2},
+            "seed": seed,
+        },
+    )
+    return name
+
+
+@pytest.fixture
+def tiny_dataset(workspace) -> str:
+    """A dataset named ``tiny`` in a fresh workspace: 3 classes x 10 RGB 24x24 images,
+    split 6/2/2 per class. Returns the name."""
+    return make_dataset_on_disk("tiny", {"cat": 10, "dog": 10, "fox": 10}, splits=(6, 2, 2))
