@@ -85,6 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--images", type=int, default=2000, help="images in the first zip")
     parser.add_argument("--classes", type=int, default=5, help="classes in the zips")
+    parser.add_argument("--json", action="store_true", help="end with one JSON line")
     args = parser.parse_args(argv)
 
     rows = []
@@ -132,6 +133,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     verdict = "met" if peak < TARGET_MEMORY_MB else "MISSED"
     print(f"target peak < {TARGET_MEMORY_MB:.0f} MB: {verdict}")
+    if args.json:
+        summary = {
+            "images": rows[0][0],
+            "images_per_s": round(rate, 1),
+            "images_per_cpu_s": round(cpu_rate, 1),
+            "peak_mb": round(peak, 1),
+            "memory_ratio_2x": round(growth, 3),
+            "meets_target": rate >= TARGET_RATE and peak < TARGET_MEMORY_MB,
+        }
+        print(json.dumps(summary))
     return 0
 
 
