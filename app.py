@@ -69,12 +69,16 @@ def sidebar() -> None:
 
     dataset = st.session_state.get(DATASET_KEY)
     dataset_runs = {info.run_id: info for info in runs.list_runs(dataset)} if dataset else {}
-    completed = [run_id for run_id, info in dataset_runs.items() if info.status == "completed"]
+    # A new session (a refresh, a second browser) follows the live run, else the latest
+    # completed one, else the latest of any status.
+    preferred = sorted(
+        dataset_runs.values(), key=lambda info: (not info.is_active, info.status != "completed")
+    )
     sidebar_choice(
         "Run",
         RUN_KEY,
         list(dataset_runs),
-        completed[0] if completed else next(iter(dataset_runs), None),
+        preferred[0].run_id if preferred else None,
         format_func=lambda run_id: f"{run_id} ({dataset_runs[run_id].status})",
     )
     if dataset and not dataset_runs:

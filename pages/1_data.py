@@ -221,6 +221,8 @@ def act(action, *args) -> None:
 def augmentation_panel(name: str) -> None:
     dataset = cached_dataset(name, dataset_version(name))
     saved = augment.load_augment(name)
+    # Nothing saved yet: start from the mild default the auto recipe would train with.
+    start = augment.AugmentSpec.recommended(dataset.channels) if saved.is_neutral() else saved
     st.caption(
         "These are the Keras preprocessing layers training applies to each image; "
         "the preview below is drawn by the same layers."
@@ -230,7 +232,7 @@ def augmentation_panel(name: str) -> None:
     for i, field in enumerate(dataclasses.fields(augment.AugmentSpec)):
         with columns[i % 3]:
             values[field.name] = spec_widget(
-                augment.AugmentSpec, field.name, getattr(saved, field.name), key=f"aug_{field.name}"
+                augment.AugmentSpec, field.name, getattr(start, field.name), key=f"aug_{field.name}"
             )
     try:
         spec = augment.AugmentSpec.from_dict(values)
@@ -261,13 +263,26 @@ def augmentation_panel(name: str) -> None:
         width=112,
         clamp=True,
     )
+    if saved.is_neutral() and spec == start:
+        st.caption(
+            "Nothing saved for this dataset yet: these are the mild defaults the auto "
+            "recipe trains with. Save them, or your own, as the dataset's default."
+        )
+    elif spec == saved:
+        st.caption("This is the dataset's saved default.")
     if spec != saved:
         if st.button("Save as this dataset's default", type="primary", key="aug_save"):
             augment.save_augment(name, spec)
             st.toast("Saved: new runs of this dataset will use this augmentation.")
             st.rerun()
-    else:
-        st.caption("This is the dataset's saved default.")
+
+
+def manage_panel(name: str) -> None:
+    sure = st.checkbox(f"Yes, delete the dataset {name} and its images", key="delete_confirm")
+    if st.button("Delete dataset", disabled=not sure, key="delete_dataset"):
+        ingest.delete_dataset(name)
+        select_dataset(None)
+        st.rerun()
 
 
 st.title("Data")
@@ -286,18 +301,22 @@ with st.expander("Create a dataset or add images", expanded=name is None):
 
 if name:
     st.subheader(name)
+    # Stateful tabs: the open tab survives reruns (and the report above coming and
+    # going), and only its content runs, so a 5,000-image gallery costs nothing while
+    # the health report is shown.
     health_tab, gallery_tab, augment_tab, manage_tab = st.tabs(
-        ["Health report", "Gallery", "Augmentation", "Manage"]
+        ["Health report", "Gallery", "Augmentation", "Manage"], key="data_tab", on_change="rerun"
     )
-    with health_tab:
-        health_panel(name)
-    with gallery_tab:
-        gallery_panel(name)
-    with augment_tab:
-        augmentation_panel(name)
-    with manage_tab:
-        sure = st.checkbox(f"Yes, delete the dataset {name} and its images", key="delete_confirm")
-        if st.button("Delete dataset", disabled=not sure, key="delete_dataset"):
-            ingest.delete_dataset(name)
-            select_dataset(None)
-            st.rerun()
+    if health_tab.open:
+        with health_tab:
+            health_panel(name)
+    if gallery_tab.open:
+        with gallery_tab:
+            gallery_panel(name)
+    if augment_tab.open:
+        with augment_tab:
+            augmentation_panel(name)
+    if manage_tab.open:
+        with manage_tab:
+            manage_panel(name)
+

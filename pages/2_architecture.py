@@ -39,6 +39,7 @@ from cnnlab.models.blocks import (
 )
 from cnnlab.models.diagram import arch_figure
 from cnnlab.spec import Choice, Range
+from cnnlab.train.recipe import auto_image_size
 from pages._ui import current_dataset, spec_widget
 
 ARCH_KEY = "arch"  # the chosen ArchSpec as a dict: what the Train page builds
@@ -61,9 +62,10 @@ def cached_analysis(arch_json: str, image_size: int, channels: int, classes: int
 
 
 @st.cache_data(show_spinner=False, max_entries=8)
-def cached_dataset_shape(name: str, version: float) -> tuple[int, int]:
+def cached_dataset_shape(name: str, version: float) -> tuple[int, int, int]:
+    """Channels, class count and the auto recipe's image size of a dataset."""
     dataset = load_dataset(name)
-    return dataset.channels, len(dataset.class_names)
+    return dataset.channels, len(dataset.class_names), auto_image_size(dataset)
 
 
 def dataset_version(name: str) -> float:
@@ -146,16 +148,18 @@ def input_panel() -> tuple[int, int, int, int]:
     if dataset not in list_datasets():
         dataset = None
     left, middle, right, far = st.columns(4)
+    shape = cached_dataset_shape(dataset, dataset_version(dataset)) if dataset else None
     with left:
         image_size = spec_widget(
             limits,
             "image_size",
-            st.session_state.get("arch_image_size", 64),
+            # The dataset's own size (as the auto recipe picks it) until the user sets one.
+            st.session_state.get("arch_image_size", shape[2] if shape else 64),
             "arch_image_size_input",
             "Image size (px)",
         )
     if dataset:
-        channels, classes = cached_dataset_shape(dataset, dataset_version(dataset))
+        channels, classes, _ = shape
         middle.metric("Channels", channels, help=f"from dataset {dataset}")
         right.metric("Classes", classes, help=f"from dataset {dataset}")
     else:

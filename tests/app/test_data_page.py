@@ -23,10 +23,12 @@ def zip_bytes(folder) -> bytes:
     return buffer.getvalue()
 
 
-def page(dataset=None) -> AppTest:
+def page(dataset=None, tab=None) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     if dataset:
         at.session_state["dataset"] = dataset
+    if tab:
+        at.session_state["data_tab"] = tab
     return at.run()
 
 
@@ -95,7 +97,14 @@ def test_health_gallery_and_preview(pets):
     at = page("pets")
     assert not at.exception
     assert [m.label for m in at.metric] == ["Images", "Classes", "Imbalance ratio", "Channels"]
+    # Only the open tab runs.
+    assert "gallery_class" not in at.session_state
+    at = page("pets", tab="Gallery")
     assert at.selectbox(key="gallery_class").options == ["cat", "dog", "fox"]
+    at = page("pets", tab="Augmentation")
+    # Nothing saved yet: the preview starts from the auto recipe's mild defaults.
+    assert at.slider(key="aug_rotation").value == pytest.approx(0.05)
+    assert "Nothing saved for this dataset yet" in text_of(at)
     # Reseeding draws new variants without errors; the spec widgets come from AugmentSpec.
     at.slider(key="aug_rotation").set_value(0.2).run()
     at.button(key="aug_reseed").click().run()
@@ -108,7 +117,7 @@ def test_health_gallery_and_preview(pets):
 
 
 def test_delete_class_needs_confirmation(pets):
-    at = page("pets")
+    at = page("pets", tab="Gallery")
     assert at.button(key="gallery_delete_class").disabled
     at.checkbox(key="gallery_confirm_class").check().run()
     at.button(key="gallery_delete_class").click().run()
@@ -119,7 +128,7 @@ def test_delete_class_needs_confirmation(pets):
 def test_gallery_pages_stay_small(workspace, tmp_path):
     folder = write_image_folders(tmp_path / "many", {"a": 60, "b": 3}, size=16)
     ingest.ingest(folder, "many")
-    at = page("many")
+    at = page("many", tab="Gallery")
     assert not at.exception
     assert "60 image(s) of class a" in text_of(at)
     assert at.number_input(key="gallery_page").max == 2

@@ -151,14 +151,25 @@ class PageWatch:
         assert not self.errors, f"browser console errors: {self.errors}"
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if report.when == "call":
+        item.call_report = report
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request):
     context = browser.new_context(viewport={"width": 1366, "height": 900})
     page = context.new_page()
     page.set_default_timeout(60_000)
     watch = PageWatch(page)
     page.watch = watch
     yield page
+    report = getattr(request.node, "call_report", None)
+    if report is not None and report.failed:
+        screenshot(page, f"failed-{request.node.name}")
     context.close()
 
 

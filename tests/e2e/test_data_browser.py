@@ -26,7 +26,7 @@ def test_upload_zip_and_see_health_report(live_app, page, tmp_path):
     archive = make_zip(tmp_path)
     page.goto(live_app.url)
     wait_idle(page)
-    page.get_by_text("No dataset yet").wait_for()
+    page.get_by_text("No dataset yet. Load a built-in sample").wait_for()
 
     page.get_by_text("Zip file", exact=True).click()
     wait_idle(page)
