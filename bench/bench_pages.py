@@ -54,9 +54,8 @@ def prepare(home: Path, images: int) -> str:
 
 
 def render_times(run_id: str) -> list[dict]:
-    from streamlit.testing.v1 import AppTest
-
     import tensorflow  # noqa: F401  (a running server has imported it already)
+    from streamlit.testing.v1 import AppTest
 
     rows = []
     for page in PAGES:

@@ -58,9 +58,7 @@ class Choice:
     def check(self, name: str, value: Any) -> Any:
         if value not in self.options:
             allowed = ", ".join(repr(option) for option in self.options)
-            raise CnnlabError(
-                f"`{name}` must be one of {allowed}. Received: {name}={value!r}"
-            )
+            raise CnnlabError(f"`{name}` must be one of {allowed}. Received: {name}={value!r}")
         return value
 
 
@@ -92,9 +90,7 @@ class Spec:
         """Checks across fields; override where a combination can be wrong."""
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)
-        }
+        return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Spec:
@@ -108,9 +104,7 @@ class Spec:
                 f"Valid fields: {', '.join(names)}."
             )
         tuples = {
-            field.name
-            for field in dataclasses.fields(cls)
-            if isinstance(field.default, tuple)
+            field.name for field in dataclasses.fields(cls) if isinstance(field.default, tuple)
         }
         for name in tuples & set(data):
             if isinstance(data[name], list):

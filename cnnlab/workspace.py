@@ -46,8 +46,7 @@ def safe_name(name: str, what: str = "name") -> str:
     text = _UNSAFE.sub("-", text.strip()).strip(".-_")[:NAME_MAX_LENGTH].strip(".-_")
     if not text:
         raise CnnlabError(
-            f"The {what} {name!r} has no usable characters; "
-            "use letters, digits, '.', '_' or '-'."
+            f"The {what} {name!r} has no usable characters; use letters, digits, '.', '_' or '-'."
         )
     return text
 

@@ -10,11 +10,11 @@ import pandas as pd
 import streamlit as st
 from PIL import Image
 
-from cnnlab import plots, workspace
+from cnnlab import plots
 from cnnlab.data import augment, ingest
 from cnnlab.data.dataset import list_datasets, load_dataset
 from cnnlab.errors import CnnlabError
-from pages._ui import current_dataset, select_dataset, spec_widget
+from pages._ui import current_dataset, dataset_version, select_dataset, spec_widget
 
 PAGE_SIZE = 48
 SOURCES = ("Built-in sample", "Zip file", "Folder (directory upload)", "Images of one class")
@@ -24,11 +24,6 @@ SOURCES = ("Built-in sample", "Zip file", "Folder (directory upload)", "Images o
 def cached_dataset(name: str, version: float):
     """The dataset, re-read only when its index changes (``version`` is the index mtime)."""
     return load_dataset(name)
-
-
-def dataset_version(name: str) -> float:
-    index = workspace.dataset_dir(name) / "index.csv"
-    return index.stat().st_mtime if index.exists() else 0.0
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
@@ -153,11 +148,19 @@ def health_panel(name: str) -> None:
     right.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
 
     fixes = (
-        ("label_conflicts", "Same image under two labels", ingest.fix_label_conflicts,
-         "Remove conflicting images"),
+        (
+            "label_conflicts",
+            "Same image under two labels",
+            ingest.fix_label_conflicts,
+            "Remove conflicting images",
+        ),
         ("leaks", "Same image in two splits", ingest.fix_leaks, "Move leaked copies to train"),
-        ("duplicates", "Exact duplicates within a class", ingest.remove_duplicates,
-         "Keep one copy of each"),
+        (
+            "duplicates",
+            "Exact duplicates within a class",
+            ingest.remove_duplicates,
+            "Keep one copy of each",
+        ),
     )
     for key, title, fix, button in fixes:
         problems = health.get(key) or []
@@ -188,7 +191,9 @@ def gallery_panel(name: str) -> None:
     pages = max(1, -(-len(rows) // PAGE_SIZE))
     page = right.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page")
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
-    st.caption(f"{len(rows)} image(s) of class {label}" + ("" if split == "all" else f" in {split}"))
+    st.caption(
+        f"{len(rows)} image(s) of class {label}" + ("" if split == "all" else f" in {split}")
+    )
     if shown:
         st.image(
             [str(dataset.path / record.file) for record in shown],
@@ -319,4 +324,3 @@ if name:
     if manage_tab.open:
         with manage_tab:
             manage_panel(name)
-

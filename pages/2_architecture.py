@@ -14,7 +14,6 @@ import json
 import pandas as pd
 import streamlit as st
 
-from cnnlab import workspace
 from cnnlab.data.dataset import list_datasets, load_dataset
 from cnnlab.errors import CnnlabError
 from cnnlab.models import (
@@ -40,7 +39,7 @@ from cnnlab.models.blocks import (
 from cnnlab.models.diagram import arch_figure
 from cnnlab.spec import Choice, Range
 from cnnlab.train.recipe import auto_image_size
-from pages._ui import current_dataset, spec_widget
+from pages._ui import current_dataset, dataset_version, spec_widget
 
 ARCH_KEY = "arch"  # the chosen ArchSpec as a dict: what the Train page builds
 MODES = ("Preset", "Custom blocks")
@@ -66,11 +65,6 @@ def cached_dataset_shape(name: str, version: float) -> tuple[int, int, int]:
     """Channels, class count and the auto recipe's image size of a dataset."""
     dataset = load_dataset(name)
     return dataset.channels, len(dataset.class_names), auto_image_size(dataset)
-
-
-def dataset_version(name: str) -> float:
-    index = workspace.dataset_dir(name) / "index.csv"
-    return index.stat().st_mtime if index.exists() else 0.0
 
 
 # --- editor state --------------------------------------------------------------------------

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from cnnlab import workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import Choice, Range, Spec
 
@@ -31,6 +32,12 @@ def current_run() -> str | None:
 
 def select_run(run_id: str | None) -> None:
     st.session_state[RUN_KEY] = run_id
+
+
+def dataset_version(name: str) -> float:
+    """Changes whenever the dataset's index does: a cache key for page-side caches."""
+    index = workspace.dataset_dir(name) / "index.csv"
+    return index.stat().st_mtime if index.exists() else 0.0
 
 
 def spec_widget(spec_cls: type[Spec], name: str, value, key: str, label: str | None = None):

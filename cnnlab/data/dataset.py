@@ -90,7 +90,9 @@ class Dataset:
         return workspace.read_json(self.path / "health.json", default={}) or {}
 
     def __repr__(self) -> str:
-        return f"Dataset({self.name!r}, images={len(self.records)}, classes={len(self.class_names)})"
+        return (
+            f"Dataset({self.name!r}, images={len(self.records)}, classes={len(self.class_names)})"
+        )
 
 
 def read_index(path: Path) -> list[Record]:

@@ -193,6 +193,25 @@ def wait_idle(page, timeout: float = 60_000) -> None:
     )
 
 
+# Pixel centre of a plotly heatmap cell, from plotly's own axes (category -> pixel).
+CELL_CENTRE_JS = """([pred, truth]) => {
+    const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
+    const layout = plot._fullLayout;
+    const box = plot.getBoundingClientRect();
+    const x = layout.xaxis._offset + layout.xaxis.c2p(layout.xaxis.d2c(pred));
+    const y = layout.yaxis._offset + layout.yaxis.c2p(layout.yaxis.d2c(truth));
+    return [box.left + x, box.top + y];
+}"""
+
+
+def click_heatmap_cell(page, truth: str, pred: str) -> None:
+    """Click the confusion-matrix cell (true ``truth``, predicted ``pred``)."""
+    page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for()
+    x, y = page.evaluate(CELL_CENTRE_JS, [pred, truth])
+    page.mouse.move(x, y)
+    page.mouse.click(x, y)
+
+
 def screenshot(page, name: str) -> Path:
     ARTIFACTS.mkdir(exist_ok=True)
     path = ARTIFACTS / f"{name}.png"

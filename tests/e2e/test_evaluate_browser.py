@@ -9,20 +9,10 @@ import pytest
 
 from cnnlab.evaluate import errors_for_cell, evaluate_run, most_confused
 from tests.conftest import make_dataset_on_disk
-from tests.e2e.conftest import screenshot, wait_idle
+from tests.e2e.conftest import click_heatmap_cell, screenshot, wait_idle
 from tests.runs_fixture import make_trained_run
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-# Pixel centre of a heatmap cell, from plotly's own axes (category -> pixel).
-CELL_CENTRE_JS = """([pred, truth]) => {
-    const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
-    const layout = plot._fullLayout;
-    const box = plot.getBoundingClientRect();
-    const x = layout.xaxis._offset + layout.xaxis.c2p(layout.xaxis.d2c(pred));
-    const y = layout.yaxis._offset + layout.yaxis.c2p(layout.yaxis.d2c(truth));
-    return [box.left + x, box.top + y];
-}"""
 
 
 @pytest.fixture
@@ -31,13 +21,6 @@ def trained_run(live_app, monkeypatch):
     monkeypatch.setenv("CNNLAB_HOME", str(live_app.home))
     make_dataset_on_disk("tiny", {"cat": 10, "dog": 10, "fox": 10}, splits=(6, 2, 2))
     return make_trained_run("tiny", epochs=2)
-
-
-def click_cell(page, truth: str, pred: str) -> None:
-    page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for()
-    x, y = page.evaluate(CELL_CENTRE_JS, [pred, truth])
-    page.mouse.move(x, y)
-    page.mouse.click(x, y)
 
 
 def gallery_captions(page, truth: str, pred: str):
@@ -67,7 +50,7 @@ def test_click_a_confusion_cell_and_see_its_images(live_app, page, trained_run):
     page.get_by_text("Confusion matrix (counts)").first.wait_for()
     page.get_by_text(f"{default[0]} → {default[1]}").first.wait_for()
 
-    click_cell(page, truth, pred)
+    click_heatmap_cell(page, truth, pred)
     page.get_by_text(re.compile(rf"{truth} → {pred}.*{len(expected)} image\(s\)")).first.wait_for()
     wait_idle(page)
     captions = gallery_captions(page, truth, pred)

@@ -16,18 +16,9 @@ import shutil
 
 import pytest
 
-from tests.e2e.conftest import ARTIFACTS, screenshot, wait_idle
+from tests.e2e.conftest import ARTIFACTS, click_heatmap_cell, screenshot, wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
-
-CELL_CENTRE_JS = """([pred, truth]) => {
-    const plot = document.querySelector("[data-testid='stPlotlyChart'] .js-plotly-plot");
-    const layout = plot._fullLayout;
-    const box = plot.getBoundingClientRect();
-    const x = layout.xaxis._offset + layout.xaxis.c2p(layout.xaxis.d2c(pred));
-    const y = layout.yaxis._offset + layout.yaxis.c2p(layout.yaxis.d2c(truth));
-    return [box.left + x, box.top + y];
-}"""
 
 
 def go_to(page, title: str) -> None:
@@ -125,9 +116,7 @@ def test_a_newcomers_journey(live_app, browser, page, tmp_path):
     # --- Evaluate: click a cell, see its images -----------------------------------------
     go_to(page, "Evaluate")
     page.get_by_text("Confusion matrix (counts)").first.wait_for()
-    page.locator("[data-testid='stPlotlyChart'] .js-plotly-plot").first.wait_for()
-    x, y = page.evaluate(CELL_CENTRE_JS, ["3", "3"])
-    page.mouse.click(x, y)
+    click_heatmap_cell(page, "3", "3")
     page.get_by_text(re.compile(r"3 → 3.*image\(s\)")).first.wait_for()
     wait_idle(page)
     page.get_by_text(re.compile(r"^true 3 · pred 3 · \d+%")).first.wait_for()

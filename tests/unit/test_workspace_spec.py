@@ -9,8 +9,13 @@ from cnnlab.spec import Choice, Range, Spec, param
 
 @pytest.mark.parametrize(
     "raw, safe",
-    [("My Cats!", "My-Cats"), ("../../etc/passwd", "etc-passwd"), ("Ünïcode", "Unicode"),
-     (".hidden", "hidden"), ("a/b\\c", "a-b-c")],
+    [
+        ("My Cats!", "My-Cats"),
+        ("../../etc/passwd", "etc-passwd"),
+        ("Ünïcode", "Unicode"),
+        (".hidden", "hidden"),
+        ("a/b\\c", "a-b-c"),
+    ],
 )
 def test_safe_name(raw, safe):
     assert workspace_module.safe_name(raw) == safe
@@ -23,7 +28,9 @@ def test_safe_name_refuses_empty(raw):
 
 
 def test_dataset_dir_stays_inside(workspace):
-    assert workspace_module.dataset_dir("../../x").parent == workspace_module.datasets_root().resolve()
+    assert (
+        workspace_module.dataset_dir("../../x").parent == workspace_module.datasets_root().resolve()
+    )
     with pytest.raises(CnnlabError, match="outside"):
         workspace_module.inside(workspace_module.datasets_root(), "..", "..", "x")
 
@@ -62,7 +69,9 @@ class Demo(Spec):
 
 
 def test_spec_messages_name_field_range_and_value():
-    with pytest.raises(CnnlabError, match=r"`rotation` must be in \[0, 0.5\]. Received: rotation=0.9"):
+    with pytest.raises(
+        CnnlabError, match=r"`rotation` must be in \[0, 0.5\]. Received: rotation=0.9"
+    ):
         Demo(rotation=0.9)
     with pytest.raises(CnnlabError, match="`count` must be a whole number"):
         Demo(count=2.5)
