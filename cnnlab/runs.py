@@ -1,0 +1,458 @@
+"""The run store: one folder per training run, written atomically, read by every page.
+
+Layout of ``$CNNLAB_HOME/runs/<run_id>/``::
+
+    run.json          run_id, dataset, status, created/started/finished, error, arch, train,
+                      class_names, channels, image_size, device, versions, worker, ...
+    events.jsonl      progress events, one JSON object per line (epoch, batch, status)
+    history.json      {metric: [value per epoch]}, as Keras' History
+    checkpoints.json  {"last": {"epoch": n}, "best": {"epoch": n, "monitor": ..., "value": ...}}
+    best.keras        the best epoch's model (optimizer state kept)
+    last.keras        the last finished epoch's model (optimizer state kept)
+    metrics.json      final metrics from the evaluation on the test split
+    predictions.csv   file,true,pred,confidence for every test image
+    heartbeat         touched every few seconds by the worker
+    cancel            present when a cancel was requested
+    worker.log        the worker's stdout and stderr
+
+A run whose worker died (killed, crashed, machine restarted) is read as ``interrupted``:
+its status says queued or running, but the worker's process is gone or its heartbeat is
+older than :data:`HEARTBEAT_TIMEOUT_S`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import fcntl
+import json
+import math
+import os
+import re
+import secrets
+import socket
+import threading
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cnnlab import workspace
+from cnnlab.errors import CnnlabError
+
+STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
+ACTIVE_STATUSES = ("queued", "running")
+FINISHED_STATUSES = ("completed", "failed", "cancelled", "interrupted")
+HEARTBEAT_TIMEOUT_S = 30.0
+HEARTBEAT_INTERVAL_S = 2.0
+
+RUN_FILE = "run.json"
+EVENTS_FILE = "events.jsonl"
+HISTORY_FILE = "history.json"
+CHECKPOINTS_FILE = "checkpoints.json"
+METRICS_FILE = "metrics.json"
+PREDICTIONS_FILE = "predictions.csv"
+PREDICTION_FIELDS = ("file", "true", "pred", "confidence")
+HEARTBEAT_FILE = "heartbeat"
+CANCEL_FILE = "cancel"
+LOG_FILE = "worker.log"
+CHECKPOINTS = ("best", "last")
+_ID_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
+
+
+@dataclass
+class RunInfo:
+    """One run as read from its folder, with its status resolved against the heartbeat.
+
+    Attributes:
+        run_id: the folder name.
+        path: the run folder.
+        status: one of :data:`STATUSES` (``interrupted`` when the worker died).
+        meta: the parsed ``run.json``.
+    """
+
+    run_id: str
+    path: Path
+    status: str
+    meta: dict[str, Any] = field(repr=False)
+
+    @property
+    def dataset(self) -> str:
+        return self.meta.get("dataset", "")
+
+    @property
+    def created(self) -> str:
+        return self.meta.get("created", "")
+
+    @property
+    def error(self) -> str | None:
+        return self.meta.get("error")
+
+    @property
+    def arch(self) -> dict[str, Any]:
+        return self.meta.get("arch") or {}
+
+    @property
+    def train(self) -> dict[str, Any]:
+        return self.meta.get("train") or {}
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.meta.get("class_names") or [])
+
+    @property
+    def image_size(self) -> int | None:
+        return self.meta.get("image_size")
+
+    @property
+    def channels(self) -> int | None:
+        return self.meta.get("channels")
+
+    @property
+    def is_active(self) -> bool:
+        return self.status in ACTIVE_STATUSES
+
+    def checkpoint(self, which: str = "best") -> Path:
+        """Path of the ``best`` or ``last`` checkpoint.
+
+        Raises:
+            CnnlabError: for another name, or when the run has no such checkpoint yet.
+        """
+        if which not in CHECKPOINTS:
+            raise CnnlabError(
+                f"`checkpoint` must be one of 'best', 'last'. Received: checkpoint={which!r}"
+            )
+        path = self.path / f"{which}.keras"
+        if not path.exists():
+            raise CnnlabError(
+                f"Run {self.run_id} has no {which} checkpoint yet (status: {self.status}); "
+                "it is written at the end of the first epoch."
+            )
+        return path
+
+    def summary(self) -> dict[str, Any]:
+        """A small JSON-ready row for listings (``runs --json``, the queue table)."""
+        metrics = read_metrics(self.run_id)
+        return {
+            "run_id": self.run_id,
+            "status": self.status,
+            "dataset": self.dataset,
+            "arch": self.meta.get("arch_label") or self.arch.get("preset") or "custom",
+            "created": self.created,
+            "started": self.meta.get("started"),
+            "finished": self.meta.get("finished"),
+            "epochs": self.train.get("epochs"),
+            "epochs_run": metrics.get("epochs_run", len(read_history(self.run_id).get("loss", []))),
+            "test_accuracy": metrics.get("test_accuracy"),
+            "error": self.error,
+        }
+
+
+def now_iso() -> str:
+    """The current UTC time, ISO 8601 to the second."""
+    return datetime.now(UTC).replace(microsecond=0).isoformat()
+
+
+def new_run_id(dataset: str, arch_name: str) -> str:
+    """``20261123-174501-digits-simple-3f2a``: sortable, readable and unique."""
+    stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
+    parts = [
+        _ID_UNSAFE.sub("-", workspace.safe_name(text or "custom", what)).strip("-")[:limit]
+        for text, what, limit in ((dataset, "dataset name", 24), (arch_name, "name", 20))
+    ]
+    return "-".join([stamp, *(part or "x" for part in parts), secrets.token_hex(2)])
+
+
+def run_path(run_id: str) -> Path:
+    return workspace.run_dir(run_id)
+
+
+def create_run(meta: dict[str, Any]) -> RunInfo:
+    """Create the folder and ``run.json`` of a new run (``meta["run_id"]`` must be new)."""
+    run_id = workspace.safe_name(meta["run_id"], "run id")
+    path = run_path(run_id)
+    path.mkdir(parents=True, exist_ok=False)
+    meta = {"run_id": run_id, "status": "queued", "created": now_iso(), **meta}
+    workspace.atomic_write_json(path / RUN_FILE, meta)
+    touch_heartbeat(run_id)
+    return RunInfo(run_id, path, meta["status"], meta)
+
+
+@contextlib.contextmanager
+def _locked(path: Path):
+    """Serialise read-modify-write of ``run.json`` between the worker and the UI/CLI."""
+    with open(path / ".run.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def update_run(run_id: str, **fields: Any) -> dict[str, Any]:
+    """Merge ``fields`` into ``run.json`` atomically; returns the new contents."""
+    path = _existing_path(run_id)
+    with _locked(path):
+        meta = workspace.read_json(path / RUN_FILE, default={}) or {}
+        meta.update(fields)
+        workspace.atomic_write_json(path / RUN_FILE, meta)
+    return meta
+
+
+def _existing_path(run_id: str) -> Path:
+    path = run_path(run_id)
+    if not (path / RUN_FILE).exists():
+        recent = ", ".join(info.run_id for info in list_runs()[:5]) or "none yet"
+        raise CnnlabError(
+            f"There is no run {run_id!r} (recent runs: {recent}). "
+            "List them with `python -m cnnlab runs`."
+        )
+    return path
+
+
+def load_run(run_id: str) -> RunInfo:
+    """Read a run, resolving a dead worker's status to ``interrupted``.
+
+    Raises:
+        CnnlabError: when there is no such run (the message lists recent ones).
+    """
+    path = _existing_path(run_id)
+    meta = workspace.read_json(path / RUN_FILE, default={}) or {}
+    return RunInfo(path.name, path, resolve_status(meta, path), meta)
+
+
+def list_runs(dataset: str | None = None) -> list[RunInfo]:
+    """All runs, newest first; only those of ``dataset`` when given."""
+    runs = []
+    for path in workspace.runs_root().iterdir():
+        if not (path / RUN_FILE).exists():
+            continue
+        try:
+            meta = workspace.read_json(path / RUN_FILE, default={}) or {}
+        except CnnlabError:
+            continue  # a damaged run.json hides one run, not the list
+        if dataset is not None and meta.get("dataset") != dataset:
+            continue
+        runs.append(RunInfo(path.name, path, resolve_status(meta, path), meta))
+    runs.sort(key=lambda info: (info.created, info.run_id), reverse=True)
+    return runs
+
+
+def resolve_status(meta: dict[str, Any], path: Path) -> str:
+    """The stored status, or ``interrupted`` when an active run's worker is gone."""
+    status = meta.get("status", "queued")
+    if status not in ACTIVE_STATUSES:
+        return status
+    age = heartbeat_age(path)
+    if age is None or age > HEARTBEAT_TIMEOUT_S:
+        return "interrupted"
+    worker = meta.get("worker") or {}
+    pid = worker.get("pid")
+    if pid and worker.get("host") == socket.gethostname() and not pid_alive(int(pid)):
+        return "interrupted"
+    return status
+
+
+def pid_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine and is not a zombie."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    stat = Path(f"/proc/{pid}/stat")
+    if stat.exists():
+        with contextlib.suppress(OSError, IndexError):
+            # The state follows the parenthesised command name: "pid (comm) S ...".
+            state = stat.read_text().rsplit(")", 1)[1].split()[0]
+            return state not in ("Z", "X")
+    return True
+
+
+def touch_heartbeat(run_id_or_path: str | Path) -> None:
+    path = Path(run_id_or_path) if isinstance(run_id_or_path, Path) else run_path(run_id_or_path)
+    (path / HEARTBEAT_FILE).touch()
+
+
+class Heartbeat:
+    """Touches the run's heartbeat file every few seconds from a daemon thread."""
+
+    def __init__(self, path: Path, interval: float = HEARTBEAT_INTERVAL_S):
+        self.path = Path(path)
+        self.interval = interval
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._beat, name="heartbeat", daemon=True)
+
+    def _beat(self) -> None:
+        while not self._stop.is_set():
+            touch_heartbeat(self.path)
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+def heartbeat_age(path: Path) -> float | None:
+    """Seconds since the worker last touched the heartbeat; None when there is none."""
+    try:
+        return max(0.0, time.time() - (Path(path) / HEARTBEAT_FILE).stat().st_mtime)
+    except FileNotFoundError:
+        return None
+
+
+def append_event(run_id_or_path: str | Path, event: dict[str, Any]) -> None:
+    """Append one event line (the worker's side); a crash can tear only the last line."""
+    path = Path(run_id_or_path) if isinstance(run_id_or_path, Path) else run_path(run_id_or_path)
+    event = {"time": time.time(), **event}
+    line = json.dumps(event, default=_json_default) + "\n"
+    with open(path / EVENTS_FILE, "a", encoding="utf-8", buffering=1) as handle:
+        handle.write(line)
+        handle.flush()
+
+
+def _json_default(value: Any) -> Any:
+    if hasattr(value, "item"):  # numpy scalars
+        return value.item()
+    return str(value)
+
+
+def read_events(run_id: str, since: int = 0) -> list[dict[str, Any]]:
+    """Events from the ``since``-th on (0 = all); a torn or damaged line is skipped.
+
+    Pass ``since=len(events_read_so_far)`` to poll for new events only.
+    """
+    path = run_path(run_id) / EVENTS_FILE
+    try:
+        text = path.read_text("utf-8", errors="replace")
+    except FileNotFoundError:
+        return []
+    events = []
+    lines = text.split("\n")
+    # Without a final newline the last line may still be being written: leave it.
+    for line in lines[:-1]:
+        line = line.strip()
+        if not line:
+            continue
+        try:
+            events.append(json.loads(line))
+        except json.JSONDecodeError:
+            continue
+    return events[since:]
+
+
+class EventReader:
+    """Reads new events as they are appended, remembering where it stopped."""
+
+    def __init__(self, run_id: str):
+        self.path = run_path(run_id) / EVENTS_FILE
+        self.offset = 0
+
+    def read(self) -> list[dict[str, Any]]:
+        try:
+            with open(self.path, "rb") as handle:
+                handle.seek(self.offset)
+                data = handle.read()
+        except FileNotFoundError:
+            return []
+        end = data.rfind(b"\n")
+        if end < 0:
+            return []
+        self.offset += end + 1
+        events = []
+        for line in data[: end + 1].split(b"\n"):
+            if line.strip():
+                with contextlib.suppress(json.JSONDecodeError, UnicodeDecodeError):
+                    events.append(json.loads(line))
+        return events
+
+
+def read_history(run_id: str) -> dict[str, list[float]]:
+    """``{metric: [value per epoch]}`` (empty before the first epoch ends)."""
+    return workspace.read_json(run_path(run_id) / HISTORY_FILE, default={}) or {}
+
+
+def read_checkpoints(run_id: str) -> dict[str, Any]:
+    return workspace.read_json(run_path(run_id) / CHECKPOINTS_FILE, default={}) or {}
+
+
+def read_metrics(run_id: str) -> dict[str, Any]:
+    """Final metrics (test accuracy, loss, ...); empty until the run has completed."""
+    return workspace.read_json(run_path(run_id) / METRICS_FILE, default={}) or {}
+
+
+def read_predictions(run_id: str) -> list[dict[str, Any]]:
+    """Rows of ``predictions.csv``: file, true, pred, confidence (float)."""
+    path = run_path(run_id) / PREDICTIONS_FILE
+    if not path.exists():
+        raise CnnlabError(
+            f"Run {run_id} has no predictions yet; they are written when the run completes."
+        )
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.DictReader(handle))
+    for row in rows:
+        row["confidence"] = float(row["confidence"])
+    return rows
+
+
+def write_predictions(path: Path, rows: list[tuple[str, str, str, float]]) -> None:
+    """Write ``predictions.csv`` atomically from (file, true, pred, confidence) rows."""
+    import io
+
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(PREDICTION_FIELDS)
+    for file, true, pred, confidence in rows:
+        writer.writerow([file, true, pred, f"{confidence:.6f}"])
+    workspace.atomic_write_text(Path(path) / PREDICTIONS_FILE, buffer.getvalue())
+
+
+def cancel_requested(path: Path) -> bool:
+    return (Path(path) / CANCEL_FILE).exists()
+
+
+def monitor_improved(monitor: str, value: float, best: float | None) -> bool:
+    if best is None or not math.isfinite(best):
+        return math.isfinite(value)
+    return value < best if monitor.endswith("loss") else value > best
+
+
+def best_in_history(history: dict[str, list[float]], monitor: str) -> tuple[int, float] | None:
+    """``(epoch index, value)`` of the best monitored value so far, or None."""
+    values = history.get(monitor) or []
+    best = None
+    for index, value in enumerate(values):
+        if value is not None and monitor_improved(
+            monitor, value, None if best is None else best[1]
+        ):
+            best = (index, value)
+    return best
+
+
+def delete_run(run_id: str) -> None:
+    """Delete a run's folder.
+
+    Raises:
+        CnnlabError: when the run is queued or running (cancel it first).
+    """
+    info = load_run(run_id)
+    if info.is_active:
+        raise CnnlabError(
+            f"Run {run_id} is {info.status}; cancel it first "
+            f"(`python -m cnnlab cancel {run_id}`), then delete it."
+        )
+    workspace.remove_tree(info.path)
+
+
+def active_runs() -> list[RunInfo]:
+    """Queued and running runs, oldest first: the queue as users see it."""
+    return sorted(
+        (info for info in list_runs() if info.is_active),
+        key=lambda info: (float(info.meta.get("queued_at") or 0.0), info.created, info.run_id),
+    )

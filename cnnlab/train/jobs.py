@@ -1,0 +1,466 @@
+"""Runs as jobs: start a detached worker process, queue, cancel, resume, continue, fork.
+
+A page or the command line never trains in its own process: :func:`start_run`
+writes the run folder and launches ``python -m cnnlab.train.worker RUN_ID`` in a new
+session (closing a browser tab or the terminal does not stop it), and then only reads
+the run folder. The worker waits for a slot in the machine's queue
+(``CNNLAB_MAX_CONCURRENT_RUNS``, default 1) so two trainings never fight over one GPU.
+
+Nothing here imports TensorFlow: starting and watching a run stays instant.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import importlib.metadata
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import cnnlab
+from cnnlab import runs, workspace
+from cnnlab.errors import CnnlabError
+from cnnlab.train.spec import TrainSpec
+
+MAX_CONCURRENT_ENV = "CNNLAB_MAX_CONCURRENT_RUNS"
+QUEUE_POLL_S = 0.5
+RESUMABLE = ("interrupted", "cancelled", "failed")
+
+
+# --- preparing a run -----------------------------------------------------------------
+
+
+def versions() -> dict[str, str]:
+    """Library versions saved with each run (read from metadata: no TF import)."""
+    found = {"python": platform.python_version(), "cnnlab": cnnlab.__version__}
+    for package in ("tensorflow", "keras", "numpy", "scikit-learn"):
+        try:
+            found[package] = importlib.metadata.version(package)
+        except importlib.metadata.PackageNotFoundError:
+            found[package] = "not installed"
+    return found
+
+
+def worker_info(pid: int | None = None) -> dict[str, Any]:
+    return {"pid": pid or os.getpid(), "host": socket.gethostname()}
+
+
+def resolve_train_spec(dataset, spec: TrainSpec | dict | None) -> TrainSpec:
+    """A TrainSpec from a spec, a dict of fields (over the auto recipe) or None (auto)."""
+    from cnnlab.train.recipe import auto_recipe
+
+    if isinstance(spec, TrainSpec):
+        return spec
+    if spec is None:
+        return auto_recipe(dataset)[1]
+    if isinstance(spec, dict):
+        return TrainSpec.from_dict(spec)
+    raise CnnlabError(
+        f"A training spec must be a TrainSpec or a dict of its fields. Received: {spec!r}"
+    )
+
+
+def resolve_run_arch(arch: Any, image_size: int):
+    """An ArchSpec from a spec, dict, preset name, saved name or JSON file; "auto" or
+    None picks the auto recipe's preset for ``image_size``."""
+    from cnnlab.train.recipe import AUTO, auto_arch
+
+    if arch is None or arch == AUTO:
+        return auto_arch(image_size)
+    from cnnlab.models import resolve_arch
+
+    return resolve_arch(arch)
+
+
+def prepare_run(dataset_name: Any, arch: Any = "auto", spec: Any = None, **extra: Any) -> dict:
+    """The ``run.json`` contents of a new run: resolved specs, classes, versions.
+
+    The dataset's saved augmentation is copied in (``augmentation="dataset"``), so the
+    run folder alone says exactly how it was trained.
+
+    Raises:
+        CnnlabError: unknown dataset or architecture, an invalid spec, or an
+            architecture that does not fit the image size.
+    """
+    from cnnlab.data.augment import load_augment
+    from cnnlab.data.dataset import Dataset, load_dataset
+    from cnnlab.models.analysis import check_blocks, check_input
+
+    dataset = dataset_name if isinstance(dataset_name, Dataset) else load_dataset(dataset_name)
+    train_spec = resolve_train_spec(dataset, spec)
+    arch_spec = resolve_run_arch(arch, train_spec.image_size)
+    class_names = dataset.class_names
+    if len(class_names) < 2:
+        raise CnnlabError(
+            f"Dataset {dataset.name!r} has {len(class_names)} class(es); training needs at "
+            "least 2. Add images of another class on the Data page."
+        )
+    for split in ("train", "val"):
+        if not dataset.split(split):
+            raise CnnlabError(
+                f"The {split} split of dataset {dataset.name!r} is empty; training needs "
+                "train and val images. Re-split the dataset on the Data page."
+            )
+    check_input(train_spec.image_size, dataset.channels, len(class_names), train_spec.batch_size)
+    check_blocks(
+        arch_spec.resolved_blocks(), train_spec.image_size, dataset.channels, len(class_names)
+    )
+    if train_spec.augmentation == "dataset":
+        train_spec = train_spec.with_changes(augmentation=load_augment(dataset.name).to_dict())
+    elif isinstance(train_spec.augmentation, dict):
+        from cnnlab.data.augment import AugmentSpec
+
+        AugmentSpec.from_dict(train_spec.augmentation)  # validates
+    arch_dict = arch_spec.to_dict()
+    return {
+        "run_id": runs.new_run_id(dataset.name, arch_spec.label.split(" ")[0]),
+        "dataset": dataset.name,
+        "status": "queued",
+        "created": runs.now_iso(),
+        "queued_at": time.time(),
+        "started": None,
+        "finished": None,
+        "error": None,
+        "arch": arch_dict,
+        "arch_label": arch_spec.label,
+        "train": train_spec.to_dict(),
+        "class_names": class_names,
+        "channels": dataset.channels,
+        "image_size": train_spec.image_size,
+        "device": None,
+        "versions": versions(),
+        "worker": None,
+        "name": extra.pop("name", None),
+        "tags": list(extra.pop("tags", []) or []),
+        **extra,
+    }
+
+
+# --- the worker process ----------------------------------------------------------------
+
+
+def _launch_worker(run_id: str) -> int:
+    """Start the detached worker for ``run_id``; returns its pid."""
+    path = runs.run_path(run_id)
+    env = dict(os.environ)
+    package_root = str(Path(cnnlab.__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(path / runs.LOG_FILE, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "cnnlab.train.worker", run_id],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=package_root,
+        )
+    # Reap the child when it ends, so it never lingers as a zombie that looks alive.
+    threading.Thread(target=process.wait, name=f"reap-{run_id}", daemon=True).start()
+    runs.update_run(run_id, worker=worker_info(process.pid))
+    runs.touch_heartbeat(run_id)
+    return process.pid
+
+
+def start_run(dataset_name: Any, arch: Any = "auto", train_spec: Any = None, **extra: Any) -> str:
+    """Create a run and start its worker; returns the run id at once.
+
+    Args:
+        dataset_name: the dataset to train on.
+        arch: ArchSpec, dict, preset name, saved name, JSON file, or "auto".
+        train_spec: TrainSpec, dict of fields, or None for the auto recipe.
+        extra: more run.json fields (``name``, ``tags``).
+    """
+    meta = prepare_run(dataset_name, arch, train_spec, **extra)
+    info = runs.create_run(meta)
+    runs.append_event(info.path, {"type": "status", "status": "queued"})
+    _launch_worker(info.run_id)
+    return info.run_id
+
+
+# --- the queue -----------------------------------------------------------------------------
+
+
+def max_concurrent_runs() -> int:
+    """Trainings allowed at once on this machine (``CNNLAB_MAX_CONCURRENT_RUNS``)."""
+    text = os.environ.get(MAX_CONCURRENT_ENV, "1").strip() or "1"
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise CnnlabError(
+            f"`{MAX_CONCURRENT_ENV}` must be a whole number of at least 1. "
+            f"Received: {MAX_CONCURRENT_ENV}={text!r}"
+        )
+    return value
+
+
+def queue_dir() -> Path:
+    path = workspace.home() / "queue"
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _queue_key(info: runs.RunInfo) -> tuple[float, str]:
+    return (float(info.meta.get("queued_at") or 0.0), info.run_id)
+
+
+class QueueSlot:
+    """One of the machine's training slots, held with ``fcntl.flock`` on a slot file.
+
+    Runs are served in the order they were queued (``queued_at`` in run.json), not in
+    the order their worker processes happened to start: a worker takes a free slot
+    only when fewer runs queued before it are waiting than there are free slots. A
+    dead process's lock is released by the kernel, and a dead run reads
+    ``interrupted``, so a crash never blocks the queue.
+    """
+
+    def __init__(self, run_id: str, queued_at: float | None = None):
+        self.run_id = run_id
+        self.queued_at = queued_at if queued_at is not None else time.time()
+        self.index: int | None = None
+        self._handle = None
+
+    def position(self) -> tuple[int, int]:
+        """``(runs queued before this one, runs running)``, from the run store."""
+        mine = (self.queued_at, self.run_id)
+        ahead = running = 0
+        for info in runs.list_runs():
+            if info.run_id == self.run_id:
+                continue
+            if info.status == "running":
+                running += 1
+            elif info.status == "queued" and _queue_key(info) < mine:
+                ahead += 1
+        return ahead, running
+
+    def acquire(
+        self,
+        should_stop: Callable[[], bool] = lambda: False,
+        on_wait: Callable[[int], None] | None = None,
+    ) -> bool:
+        """Wait for a slot; False when ``should_stop()`` turned true while waiting."""
+        limit = max_concurrent_runs()
+        folder = queue_dir()
+        last_position = None
+        while True:
+            ahead, running = self.position()
+            if ahead < max(1, limit - running) and self._try_slots(folder, limit):
+                return True
+            if should_stop():
+                return False
+            if on_wait is not None and ahead != last_position:
+                on_wait(ahead)
+            last_position = ahead
+            time.sleep(QUEUE_POLL_S)
+
+    def _try_slots(self, folder: Path, limit: int) -> bool:
+        for index in range(limit):
+            handle = open(folder / f"slot-{index}.lock", "a+")
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.close()
+                continue
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{self.run_id} {os.getpid()}\n")
+            handle.flush()
+            self.index, self._handle = index, handle
+            return True
+        return False
+
+    def release(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._handle, fcntl.LOCK_UN)
+            self._handle.close()
+            self._handle = None
+
+
+def queue() -> list[dict[str, Any]]:
+    """The runs queued or running, oldest first, with their place in the queue."""
+    rows = []
+    waiting = 0
+    for info in runs.active_runs():
+        row = info.summary()
+        if info.status == "queued":
+            row["position"] = waiting
+            waiting += 1
+        else:
+            row["position"] = None
+        rows.append(row)
+    return rows
+
+
+# --- controlling runs -----------------------------------------------------------------
+
+
+def cancel_run(run_id: str) -> str:
+    """Ask a queued or running run to stop; returns the status it will end in.
+
+    The worker checks the request between batches, saves what it has and ends
+    ``cancelled``. An interrupted run (its worker died) is marked cancelled at once.
+
+    Raises:
+        CnnlabError: when the run has already finished.
+    """
+    info = runs.load_run(run_id)
+    if info.status in runs.ACTIVE_STATUSES:
+        (info.path / runs.CANCEL_FILE).touch()
+        runs.append_event(info.path, {"type": "status", "status": "cancelling"})
+        return "cancelled"
+    if info.status == "interrupted":
+        runs.update_run(run_id, status="cancelled", finished=runs.now_iso())
+        runs.append_event(info.path, {"type": "status", "status": "cancelled"})
+        return "cancelled"
+    raise CnnlabError(f"Run {run_id} is already {info.status}; there is nothing to cancel.")
+
+
+def _requeue(info: runs.RunInfo, **fields: Any) -> None:
+    (info.path / runs.CANCEL_FILE).unlink(missing_ok=True)
+    runs.touch_heartbeat(info.path)
+    runs.update_run(
+        info.run_id,
+        status="queued",
+        queued_at=time.time(),
+        finished=None,
+        error=None,
+        worker=None,  # the dead worker's pid must not make the new wait look interrupted
+        **fields,
+    )
+    runs.append_event(info.path, {"type": "status", "status": "queued"})
+    _launch_worker(info.run_id)
+
+
+def resume_run(run_id: str) -> str:
+    """Restart an interrupted, cancelled or failed run from its last checkpoint
+    (optimizer state included; epoch numbering continues). Returns the run id.
+
+    Raises:
+        CnnlabError: when the run is active or completed (use continue_run).
+    """
+    info = runs.load_run(run_id)
+    if info.status not in RESUMABLE:
+        hint = (
+            f"use `python -m cnnlab continue {run_id} --epochs N` to train it further"
+            if info.status == "completed"
+            else "wait for it or cancel it first"
+        )
+        raise CnnlabError(
+            f"Run {run_id} is {info.status}; only an interrupted, cancelled or failed run "
+            f"can be resumed ({hint})."
+        )
+    _requeue(info, resumes=int(info.meta.get("resumes", 0)) + 1)
+    return run_id
+
+
+def continue_run(run_id: str, epochs: int) -> str:
+    """Train a completed run for ``epochs`` more epochs from its last checkpoint.
+
+    Raises:
+        CnnlabError: when the run has not completed, has no checkpoint, or the new
+            total is out of range.
+    """
+    info = runs.load_run(run_id)
+    if info.status != "completed":
+        raise CnnlabError(
+            f"Run {run_id} is {info.status}; only a completed run can be continued "
+            f"(resume an interrupted or cancelled one with `python -m cnnlab resume {run_id}`)."
+        )
+    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+        raise CnnlabError(f"`epochs` must be a whole number of at least 1. Received: {epochs!r}")
+    info.checkpoint("last")
+    done = (runs.read_checkpoints(run_id).get("last") or {}).get("epoch", 0)
+    spec = TrainSpec.from_dict(info.train).with_changes(epochs=done + epochs)
+    for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE):
+        (info.path / name).unlink(missing_ok=True)
+    _requeue(info, train=spec.to_dict(), continued_from_epoch=done)
+    return run_id
+
+
+def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
+    """A new run starting from ``checkpoint`` (best or last) of ``run_id``, with
+    ``changes`` to its TrainSpec (e.g. ``learning_rate=1e-4, epochs=5``) and a fresh
+    optimizer. Returns the new run id.
+
+    Raises:
+        CnnlabError: a missing checkpoint, or a change the saved model cannot take
+            (image size, augmentation are part of the model).
+    """
+    source = runs.load_run(run_id)
+    checkpoint_path = source.checkpoint(checkpoint)
+    original = TrainSpec.from_dict(source.train)
+    spec = original.with_changes(**changes)
+    for fixed in ("image_size", "augmentation"):
+        if getattr(spec, fixed) != getattr(original, fixed):
+            raise CnnlabError(
+                f"A fork keeps the model, whose layers fix `{fixed}`; it cannot change "
+                f"(received {fixed}={getattr(spec, fixed)!r}). Start a new run instead."
+            )
+    epoch = (runs.read_checkpoints(run_id).get(checkpoint) or {}).get("epoch")
+    meta = dict(source.meta)
+    for key in ("started", "finished", "error", "device", "worker", "resumes", "class_weights"):
+        meta.pop(key, None)
+    meta.pop("continued_from_epoch", None)
+    label = meta.get("arch_label") or "fork"
+    meta.update(
+        run_id=runs.new_run_id(source.dataset, label.split(" ")[0]),
+        status="queued",
+        created=runs.now_iso(),
+        queued_at=time.time(),
+        train=spec.to_dict(),
+        versions=versions(),
+        parent={"run_id": run_id, "checkpoint": checkpoint, "epoch": epoch},
+    )
+    info = runs.create_run(meta)
+    from cnnlab.train.trainer import INIT_CHECKPOINT
+
+    shutil.copyfile(checkpoint_path, info.path / INIT_CHECKPOINT)
+    runs.append_event(info.path, {"type": "status", "status": "queued"})
+    _launch_worker(info.run_id)
+    return info.run_id
+
+
+def wait_for_run(
+    run_id: str,
+    timeout: float | None = None,
+    on_event: Callable[[dict], None] | None = None,
+    poll: float = 0.1,
+) -> runs.RunInfo:
+    """Block until the run ends (completed, failed, cancelled or interrupted), passing
+    each new event to ``on_event``; returns the final RunInfo.
+
+    Raises:
+        CnnlabError: when ``timeout`` seconds pass first.
+    """
+    reader = runs.EventReader(run_id)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        for event in reader.read():
+            if on_event is not None:
+                on_event(event)
+        info = runs.load_run(run_id)
+        if not info.is_active:
+            for event in reader.read():
+                if on_event is not None:
+                    on_event(event)
+            return info
+        if deadline is not None and time.monotonic() > deadline:
+            raise CnnlabError(
+                f"Run {run_id} is still {info.status} after {timeout:g} s; it goes on in "
+                f"the background (`python -m cnnlab runs` shows it)."
+            )
+        time.sleep(poll)

@@ -1,0 +1,170 @@
+"""TrainSpec: how a model is trained, with every limit declared once.
+
+The same table validates a spec (messages name the field, the allowed values and what
+was received) and feeds the Train page's widgets. ``auto_recipe`` picks a good first
+recipe from the dataset itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+from cnnlab.spec import Choice, Range, Spec, param
+
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "plateau")
+MONITORS = ("val_loss", "val_accuracy")
+CLASS_WEIGHTING = ("none", "balanced", "custom")
+MIXED_PRECISION = ("auto", "on", "off")
+# "dataset" means the dataset's saved AugmentSpec; a dict is an AugmentSpec of its own.
+AUGMENTATION_NAMES = ("dataset", "none")
+BOOLEAN_FIELDS = ("early_stopping", "restore_best_weights", "oversample")
+
+
+@dataclass(frozen=True)
+class TrainSpec(Spec):
+    """Everything about one training run except the data and the architecture."""
+
+    kind = "training spec"
+
+    # Images are resized to image_size x image_size before the model sees them.
+    image_size: int = param(64, Range(16, 512, integer=True), "side of the square input")
+    # Images per optimisation step.
+    batch_size: int = param(32, Range(1, 1024, integer=True), "images per training step")
+    # Upper bound on passes over the training split; early stopping may end sooner.
+    epochs: int = param(15, Range(1, 500, integer=True), "passes over the training images")
+    # Optimiser family.
+    optimizer: str = param("adam", Choice(OPTIMIZERS), "how the weights are updated")
+    # Peak learning rate (after warm-up).
+    learning_rate: float = param(1e-3, Range(1e-6, 1.0), "step size of the optimiser")
+    # Momentum of SGD (ignored by the other optimisers).
+    momentum: float = param(0.9, Range(0.0, 0.999), "SGD momentum")
+    # Decoupled weight decay applied by the optimiser.
+    weight_decay: float = param(0.0, Range(0.0, 0.1), "decoupled weight decay")
+    # How the learning rate changes over epochs.
+    schedule: str = param("constant", Choice(SCHEDULES), "learning-rate schedule")
+    # Epochs of linear warm-up from learning_rate / (warmup_epochs + 1).
+    warmup_epochs: int = param(0, Range(0, 50, integer=True), "epochs of linear warm-up")
+    # step schedule: the rate is multiplied by lr_factor every step_epochs epochs.
+    step_epochs: int = param(10, Range(1, 500, integer=True), "step schedule: epochs per step")
+    # step and plateau schedules: factor applied to the rate at each drop.
+    lr_factor: float = param(0.1, Range(0.01, 0.99), "step/plateau: factor per drop")
+    # plateau schedule: epochs without improvement before the rate drops.
+    plateau_patience: int = param(3, Range(1, 100, integer=True), "plateau: epochs to wait")
+    # Floor of the cosine, step and plateau schedules.
+    min_learning_rate: float = param(0.0, Range(0.0, 0.1), "lowest learning rate")
+    # Weight moved from the true class to the others in the loss.
+    label_smoothing: float = param(0.0, Range(0.0, 0.5), "label smoothing of the loss")
+    # Stop when the monitored value stops improving.
+    early_stopping: bool = param(True, None, "stop when the monitored value stalls")
+    # Quantity watched by early stopping, the plateau schedule and the best checkpoint.
+    monitor: str = param("val_loss", Choice(MONITORS), "validation value to watch")
+    # Epochs without improvement before early stopping ends the run.
+    patience: int = param(5, Range(1, 100, integer=True), "early stopping: epochs to wait")
+    # End with the best epoch's weights instead of the last epoch's.
+    restore_best_weights: bool = param(True, None, "finish with the best epoch's weights")
+    # none, balanced (scikit-learn's compute_class_weight) or custom per class.
+    class_weight: str = param("none", Choice(CLASS_WEIGHTING), "weight of each class in the loss")
+    # custom class weighting: (label, weight) pairs; unnamed classes weigh 1.
+    custom_class_weights: tuple = param((), None, "custom: (label, weight) pairs")
+    # Draw minority classes more often so each class is seen equally per epoch.
+    oversample: bool = param(False, None, "oversample minority classes")
+    # "dataset" (its saved AugmentSpec), "none", or an AugmentSpec as a dict.
+    augmentation: Any = param("dataset", None, "augmentation during training")
+    # float16 compute with float32 weights; auto = on when training on a GPU.
+    mixed_precision: str = param("auto", Choice(MIXED_PRECISION), "mixed precision")
+    # Seeds weights, shuffling and augmentation; same seed + spec on CPU = same result.
+    seed: int = param(0, Range(0, 2**31 - 1, integer=True), "random seed")
+
+    def validate(self) -> None:
+        for name in BOOLEAN_FIELDS:
+            value = getattr(self, name)
+            if not isinstance(value, bool):
+                raise CnnlabError(f"`{name}` must be true or false. Received: {name}={value!r}")
+        object.__setattr__(self, "custom_class_weights", _weight_pairs(self.custom_class_weights))
+        if self.class_weight == "custom" and not self.custom_class_weights:
+            raise CnnlabError(
+                "`class_weight` is 'custom' but `custom_class_weights` is empty; "
+                "give (label, weight) pairs, e.g. custom_class_weights={'cat': 2.0}, "
+                "or choose class_weight='balanced'."
+            )
+        augmentation = self.augmentation
+        if isinstance(augmentation, str):
+            if augmentation not in AUGMENTATION_NAMES:
+                raise CnnlabError(
+                    "`augmentation` must be 'dataset', 'none' or an augmentation spec (a dict). "
+                    f"Received: augmentation={augmentation!r}"
+                )
+        elif augmentation is not None and not isinstance(augmentation, dict):
+            raise CnnlabError(
+                "`augmentation` must be 'dataset', 'none' or an augmentation spec (a dict). "
+                f"Received: augmentation={augmentation!r}"
+            )
+        if augmentation is None:
+            object.__setattr__(self, "augmentation", "none")
+        if self.warmup_epochs >= self.epochs:
+            raise CnnlabError(
+                f"`warmup_epochs` ({self.warmup_epochs}) must be less than `epochs` "
+                f"({self.epochs}); lower warmup_epochs or raise epochs."
+            )
+        if self.min_learning_rate >= self.learning_rate and self.schedule != "constant":
+            raise CnnlabError(
+                f"`min_learning_rate` ({self.min_learning_rate:g}) must be below "
+                f"`learning_rate` ({self.learning_rate:g}) for the {self.schedule!r} schedule; "
+                "lower min_learning_rate."
+            )
+
+    @property
+    def custom_weights(self) -> dict[str, float]:
+        """``custom_class_weights`` as a dict label -> weight."""
+        return dict(self.custom_class_weights)
+
+    def with_changes(self, **changes: Any) -> TrainSpec:
+        """A copy with ``changes`` applied and validated; unknown fields are an error."""
+        names = [field.name for field in dataclasses.fields(self)]
+        unknown = sorted(set(changes) - set(names))
+        if unknown:
+            raise CnnlabError(
+                f"Unknown {self.kind} field(s): {', '.join(unknown)}. "
+                f"Valid fields: {', '.join(names)}."
+            )
+        return TrainSpec.from_dict({**self.to_dict(), **changes})
+
+
+def _weight_pairs(value: Any) -> tuple:
+    """Normalise custom class weights (dict or pairs) to sorted (label, weight) tuples."""
+    if isinstance(value, dict):
+        items = list(value.items())
+    elif isinstance(value, (list, tuple)):
+        items = []
+        for item in value:
+            if not isinstance(item, (list, tuple)) or len(item) != 2:
+                raise CnnlabError(
+                    "`custom_class_weights` must be (label, weight) pairs or a dict "
+                    f"label -> weight. Received: custom_class_weights={value!r}"
+                )
+            items.append(tuple(item))
+    else:
+        raise CnnlabError(
+            "`custom_class_weights` must be (label, weight) pairs or a dict label -> weight. "
+            f"Received: custom_class_weights={value!r}"
+        )
+    pairs = []
+    for label, weight in items:
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)):
+            raise CnnlabError(
+                f"The weight of class {label!r} must be a number. Received: {weight!r}"
+            )
+        if not math.isfinite(weight) or not 0 < weight <= 1000:
+            raise CnnlabError(
+                f"The weight of class {label!r} must be in (0, 1000]. Received: {weight!r}"
+            )
+        pairs.append((str(label), float(weight)))
+    labels = [label for label, _ in pairs]
+    if len(set(labels)) != len(labels):
+        raise CnnlabError(f"`custom_class_weights` names a class twice. Received: {labels}")
+    return tuple(sorted(pairs))

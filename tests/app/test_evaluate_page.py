@@ -1,0 +1,176 @@
+"""The Evaluate page under AppTest, on a real trained run in a temp workspace."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from cnnlab.evaluate import errors_for_cell, evaluate_run, most_confused
+from tests.conftest import REPO, make_dataset_on_disk
+from tests.runs_fixture import make_trained_run
+
+PAGE = str(REPO / "pages" / "4_evaluate.py")
+TIMEOUT = 120
+CAPTION = re.compile(r"true \*\*(\w+)\*\* · pred \*\*(\w+)\*\* · (\d+)%")
+CONFIDENCES = re.compile(r"pred \*\*\w+\*\* · (\d+)%")
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One workspace with the tiny dataset and one trained run, shared by the module."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNNLAB_HOME", str(tmp_path_factory.mktemp("evaluate-page")))
+        make_dataset_on_disk("tiny", {"cat": 10, "dog": 10, "fox": 10}, splits=(6, 2, 2))
+        run_id = make_trained_run("tiny", epochs=2)
+        yield run_id
+
+
+def page(run_id=None) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    if run_id:
+        at.session_state["run"] = run_id
+    return at.run()
+
+
+def gallery_cells(at) -> list[tuple[str, str]]:
+    found = []
+    for element in at.markdown:
+        match = CAPTION.search(element.value)
+        if match:
+            found.append((match.group(1), match.group(2)))
+    return found
+
+
+def test_without_runs_the_page_says_what_to_do(workspace):
+    at = page()
+    assert not at.exception
+    assert any("No completed run yet" in info.value for info in at.info)
+
+
+@pytest.mark.slow
+def test_headline_and_default_cell(trained):
+    at = page(trained)
+    assert not at.exception, at.exception
+    evaluation = evaluate_run(trained)
+    metrics = {metric.label: metric.value for metric in at.metric}
+    assert metrics["Accuracy"] == f"{evaluation.accuracy:.1%}"
+    assert metrics["Macro F1"] == f"{evaluation.macro_f1:.3f}"
+    # The cell shown first is the most confused pair (or the first diagonal cell).
+    pairs = most_confused(evaluation, 1)
+    expected = pairs[0][:2] if pairs else (evaluation.labels[0], evaluation.labels[0])
+    assert (at.selectbox(key="ev_true").value, at.selectbox(key="ev_pred").value) == expected
+    assert at.selectbox(key="ev_run").value == trained
+
+
+@pytest.mark.slow
+def test_picking_a_cell_shows_exactly_its_images(trained):
+    evaluation = evaluate_run(trained)
+    at = page(trained)
+    cells = [(t, p) for t in evaluation.labels for p in evaluation.labels]
+    for number, (true_label, pred_label) in enumerate(cells):
+        sort = ("loss", "confidence")[number % 2]
+        at.radio(key="ev_sort").set_value(sort)
+        at.selectbox(key="ev_true").set_value(true_label)
+        at.selectbox(key="ev_pred").set_value(pred_label)
+        at.run()
+        assert not at.exception
+        expected = errors_for_cell(evaluation, true_label, pred_label, sort=sort)
+        header = f"**{true_label} → {pred_label}**"
+        assert any(
+            header in m.value and f"{len(expected)} image(s)" in m.value for m in at.markdown
+        )
+        # The cell gallery comes before the top-losses gallery on the page.
+        shown = gallery_cells(at)[: len(expected)]
+        assert shown == [(p.true, p.pred) for p in expected]
+        confidences = [int(c) for c in CONFIDENCES.findall(" ".join(m.value for m in at.markdown))]
+        assert confidences[: len(expected)] == [round(p.confidence * 100) for p in expected]
+
+
+@pytest.mark.slow
+def test_top_losses_lists_every_error(trained):
+    evaluation = evaluate_run(trained)
+    at = page(trained)
+    # Pick an empty cell so only the top-losses gallery shows images.
+    empty = [
+        (evaluation.labels[t], evaluation.labels[p])
+        for t in range(len(evaluation.labels))
+        for p in range(len(evaluation.labels))
+        if evaluation.confusion[t, p] == 0
+    ]
+    if not empty:
+        pytest.skip("every cell of this run's matrix has images")
+    at.selectbox(key="ev_true").set_value(empty[0][0])
+    at.selectbox(key="ev_pred").set_value(empty[0][1]).run()
+    errors = [cell for cell in gallery_cells(at) if cell[0] != cell[1]]
+    assert len(errors) == evaluation.errors
+
+
+@pytest.mark.slow
+def test_normalised_toggle_and_other_tabs_render(trained):
+    at = page(trained)
+    at.radio(key="ev_cm_mode").set_value("row-normalised").run()
+    assert not at.exception
+    assert len(at.tabs) == 5
+    labels = [df.value for df in at.dataframe]
+    per_class = next(
+        frame for frame in labels if "class" in frame.columns and "f1" in frame.columns
+    )
+    assert list(per_class["class"]) == ["cat", "dog", "fox"]
+    assert any("class weighting **none**" in m.value for m in at.markdown)
+
+
+@pytest.mark.slow
+def test_unknown_current_run_falls_back_to_latest_completed(trained):
+    at = page("no-such-run")
+    assert not at.exception
+    assert at.selectbox(key="ev_run").value == trained
+    assert any(metric.label == "Accuracy" for metric in at.metric)
+
+
+@pytest.mark.slow
+def test_imbalance_study_button_queues_the_variants(trained, monkeypatch):
+    import shutil
+
+    import cnnlab.train
+    from cnnlab import runs
+    from cnnlab.train import prepare_run
+
+    queued = []
+
+    def queue_only(dataset, arch, spec, **extra):
+        """start_run without launching a worker: the runs stay queued."""
+        run_id = runs.create_run(prepare_run(dataset, arch, spec, **extra)).run_id
+        queued.append(run_id)
+        return run_id
+
+    monkeypatch.setattr(cnnlab.train, "start_run", queue_only)
+    at = page(trained)
+    at.button(key="ev_study_start").click().run()
+    assert not at.exception, at.exception
+    assert any("Queued study imbalance-" in s.value for s in at.success)
+    assert len(queued) == 2  # the run itself is the "none" variant
+    status = next(f.value for f in at.dataframe if "variant" in f.value.columns)
+    assert dict(zip(status["variant"], status["status"], strict=True)) == {
+        "none": "completed",
+        "balanced": "queued",
+        "oversample": "queued",
+    }
+    assert any("at least two variants have completed" in i.value for i in at.info)
+
+    # Once a variant has completed, the comparison shows. (The worker's training is
+    # tested elsewhere; here the queued run takes the finished files of a real run.)
+    source = runs.run_path(trained)
+    target = runs.run_path(queued[0])
+    for name in ("best.keras", "history.json", "metrics.json", "predictions.csv"):
+        shutil.copy(source / name, target / name)
+    runs.update_run(queued[0], status="completed", created="2000-01-01T00:00:00+00:00")
+    at.run()
+    assert not at.exception, at.exception
+    table = next(f.value for f in at.dataframe if "Δ F1 balanced" in f.value.columns)
+    assert list(table["class"]) == ["cat", "dog", "fox"]
+    assert list(table["Δ F1 balanced"]) == [0.0, 0.0, 0.0]  # same predictions, no change
+    for run_id in queued:
+        runs.update_run(run_id, status="cancelled")
+        runs.delete_run(run_id)

@@ -1,0 +1,45 @@
+"""A real, trained run folder for tests that need one (evaluate, predict, explain).
+
+``make_trained_run(dataset_name, epochs=2, **overrides) -> run_id`` trains a small model
+on a dataset already in the current ``CNNLAB_HOME`` (e.g. the ``tiny_dataset`` fixture)
+with the app's own in-process :class:`~cnnlab.train.trainer.Trainer`, and returns the
+id of the completed run. The folder is exactly what the app writes (run.json,
+events.jsonl, history.json, checkpoints, best.keras, last.keras, metrics.json,
+predictions.csv), and its predictions come from the trained model.
+
+``overrides`` are TrainSpec fields (``batch_size``, ``learning_rate``, ``seed``,
+``image_size``, ``class_weight``, ``oversample`` ...), plus ``arch`` (a preset name,
+ArchSpec or its dict; default ``"simple"``) and run.json extras ``name`` and ``tags``.
+Any other run.json field (e.g. ``study``) can be passed too and is stored as given.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# Small, quick training for 24x24 test images (overrides win).
+FAST_SPEC = {"image_size": 24, "batch_size": 8, "learning_rate": 0.01, "early_stopping": False}
+
+
+def make_trained_run(dataset_name: str, epochs: int = 2, **overrides: Any) -> str:
+    """Train a small model on ``dataset_name`` for ``epochs`` and return the run id."""
+    from cnnlab import runs
+    from cnnlab.train import TrainSpec, prepare_run
+    from cnnlab.train.trainer import Trainer
+
+    arch = overrides.pop("arch", "simple")
+    spec_fields = {field.name for field in dataclasses.fields(TrainSpec)}
+    spec = {key: overrides.pop(key) for key in list(overrides) if key in spec_fields}
+    spec = {**FAST_SPEC, "epochs": epochs, **spec}
+    # What is left goes into run.json, as start_run's **extra does.
+    meta = prepare_run(dataset_name, arch, spec, **overrides)
+    run_id = runs.create_run(meta).run_id
+    Trainer(dataset_name, run_id=run_id).fit()
+    status = runs.load_run(run_id).status
+    if status != "completed":
+        raise RuntimeError(f"training run {run_id} ended {status}: {runs.load_run(run_id).error}")
+    return run_id
