@@ -151,7 +151,7 @@ def prepare(home: Path, env: dict) -> Path:
     return folders
 
 
-def compare(args: argparse.Namespace, env: dict, home: Path) -> None:
+def compare(args: argparse.Namespace, env: dict, home: Path) -> dict:
     folders = prepare(home, env)
     common = [
         "--image-size",
@@ -220,9 +220,18 @@ def compare(args: argparse.Namespace, env: dict, home: Path) -> None:
         f"(target >= 1.0)\n"
         f"  whole-process wall time cnnlab / keras tutorial = {wall:.2f}x (target <= 1.0)"
     )
+    return {
+        "throughput_ratio": round(throughput, 3),
+        "wall_time_ratio": round(wall, 3),
+        "cnnlab_images_per_s": round(statistics.median(r["cnnlab"][0] for r in rows), 1),
+        "keras_images_per_s": round(statistics.median(r["keras"][0] for r in rows), 1),
+        "cnnlab_wall_s": round(statistics.median(r["cnnlab"][1] for r in rows), 2),
+        "keras_wall_s": round(statistics.median(r["keras"][1] for r in rows), 2),
+        "meets_target": throughput >= 1.0 and wall <= 1.0,
+    }
 
 
-def auto_digits(args: argparse.Namespace, env: dict, home: Path) -> None:
+def auto_digits(args: argparse.Namespace, env: dict, home: Path) -> dict:
     subprocess.run(
         [
             sys.executable,
@@ -267,6 +276,11 @@ def auto_digits(args: argparse.Namespace, env: dict, home: Path) -> None:
         f"{worst_accuracy:.4f} (target >= 0.97), slowest whole process {worst_wall:.1f} s "
         f"(target <= 90 s)"
     )
+    return {
+        "worst_test_accuracy": round(worst_accuracy, 4),
+        "slowest_wall_s": round(worst_wall, 2),
+        "meets_target": worst_accuracy >= 0.97 and worst_wall <= 90,
+    }
 
 
 def main() -> None:
@@ -282,6 +296,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--keep", action="store_true", help="keep the temporary workspace")
+    parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
     parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--folders", help=argparse.SUPPRESS)
     parser.add_argument("--channels", type=int, default=1, help=argparse.SUPPRESS)
@@ -297,10 +312,9 @@ def main() -> None:
         "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
     }
     try:
-        if args.auto_digits:
-            auto_digits(args, env, home)
-        else:
-            compare(args, env, home)
+        summary = auto_digits(args, env, home) if args.auto_digits else compare(args, env, home)
+        if args.json:
+            print(json.dumps(summary))
     finally:
         if not args.keep:
             shutil.rmtree(home, ignore_errors=True)
