@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="epochs when training")
     parser.add_argument("--images", type=int, default=200, help="test images to time")
     parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds")
+    parser.add_argument("--json", action="store_true", help="(the JSON line is always last)")
     args = parser.parse_args()
 
     os.environ["CNNLAB_HOME"] = str(args.home or os.environ.get("CNNLAB_HOME") or DEFAULT_HOME)

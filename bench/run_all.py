@@ -28,7 +28,9 @@ def run(script: str, *args: str) -> dict:
     result = subprocess.run(command, cwd=REPO, capture_output=True, text=True, check=False)
     if result.returncode != 0:
         raise SystemExit(f"bench/{script} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1])
+    summary = json.loads(result.stdout.strip().splitlines()[-1])
+    print(json.dumps(summary), file=sys.stderr, flush=True)
+    return summary
 
 
 def verdict(met: bool) -> str:

@@ -143,9 +143,10 @@ def health_panel(name: str) -> None:
     counts[3].metric("Channels", "grayscale" if dataset.channels == 1 else "colour")
     for warning in health.get("warnings", []):
         st.warning(warning)
-    left, right = st.columns(2)
+    left, middle, right = st.columns([2, 1, 1])
     left.plotly_chart(plots.class_balance_figure(health), key="balance_chart")
-    right.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
+    middle.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
+    right.plotly_chart(plots.aspect_figure(dataset.records), key="aspect_chart")
 
     fixes = (
         (
