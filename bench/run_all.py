@@ -48,7 +48,7 @@ def main() -> None:
     auto = run("bench_train.py", "--auto-digits", "--rounds", rounds)
     predict = run("bench_predict.py", "--rounds", rounds)
     pages = run("bench_pages.py")
-    single_ms = predict["single_median_ms"]["cnnlab"]
+    single_ms = predict["single_median_ms"]["cnnlab Predictor"]
     rows = [
         ("ingest, 2,000-JPEG zip", ">= 200 images/s",
          f"{ingest['images_per_s']:.0f} images/s", ingest["images_per_s"] >= 200),
