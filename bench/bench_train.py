@@ -119,25 +119,18 @@ def run(command: list[str], env: dict) -> tuple[dict, float]:
     return json.loads(result.stdout.strip().splitlines()[-1]), wall
 
 
+def ingest_digits(env: dict) -> None:
+    """``sample:digits`` as dataset ``digits`` in the workspace ``env`` points at."""
+    command = ["ingest", "sample:digits", "--name", "digits", "--no-progress", "--json"]
+    subprocess.run(
+        [sys.executable, "-m", "cnnlab", *command],
+        check=True, env=env, cwd=REPO, capture_output=True,
+    )  # fmt: skip
+
+
 def prepare(home: Path, env: dict) -> Path:
     """Ingest sample:digits into ``home`` and export its splits as class folders."""
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnlab",
-            "ingest",
-            "sample:digits",
-            "--name",
-            "digits",
-            "--no-progress",
-            "--json",
-        ],
-        check=True,
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-    )
+    ingest_digits(env)
     sys.path.insert(0, str(REPO))
     os.environ["CNNLAB_HOME"] = str(home)
     from cnnlab.data.dataset import load_dataset
@@ -232,23 +225,7 @@ def compare(args: argparse.Namespace, env: dict, home: Path) -> dict:
 
 
 def auto_digits(args: argparse.Namespace, env: dict, home: Path) -> dict:
-    subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "cnnlab",
-            "ingest",
-            "sample:digits",
-            "--name",
-            "digits",
-            "--no-progress",
-            "--json",
-        ],
-        check=True,
-        env=env,
-        cwd=REPO,
-        capture_output=True,
-    )
+    ingest_digits(env)
     results = []
     for round_index in range(args.rounds):
         command = [

@@ -14,7 +14,6 @@ class with no test image) it is ``None``.
 from __future__ import annotations
 
 import csv
-import io
 import math
 import warnings
 from collections.abc import Sequence
@@ -23,10 +22,10 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import runs, workspace
+from cnnlab import runs
 from cnnlab.errors import CnnlabError
 
-PROBABILITIES_FILE = "probabilities.npy"
+PROBABILITIES_FILE = runs.PROBABILITIES_FILE
 # Top-k accuracies reported besides plain accuracy (only those with k < classes).
 DEFAULT_TOP_K = (2, 3, 5)
 CALIBRATION_BINS = 10
@@ -557,9 +556,7 @@ def run_probabilities(run_id: str, rows: list[dict[str, Any]] | None = None) -> 
             f"The model of run {run_id} gives {probabilities.shape[1]} outputs for "
             f"{classes} classes; its run.json and best.keras disagree."
         )
-    buffer = io.BytesIO()
-    np.save(buffer, probabilities, allow_pickle=False)
-    workspace.atomic_write_bytes(path, buffer.getvalue())
+    runs.write_probabilities(info.path, probabilities)
     return probabilities
 
 

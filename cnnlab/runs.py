@@ -54,6 +54,7 @@ CHECKPOINTS_FILE = "checkpoints.json"
 METRICS_FILE = "metrics.json"
 PREDICTIONS_FILE = "predictions.csv"
 PREDICTION_FIELDS = ("file", "true", "pred", "confidence")
+PROBABILITIES_FILE = "probabilities.npy"  # full softmax rows, predictions.csv's order
 HEARTBEAT_FILE = "heartbeat"
 CANCEL_FILE = "cancel"
 LOG_FILE = "worker.log"
@@ -411,6 +412,17 @@ def write_predictions(path: Path, rows: list[tuple[str, str, str, float]]) -> No
     for file, true, pred, confidence in rows:
         writer.writerow([file, true, pred, f"{confidence:.6f}"])
     workspace.atomic_write_text(Path(path) / PREDICTIONS_FILE, buffer.getvalue())
+
+
+def write_probabilities(path: Path, probabilities) -> None:
+    """Write the test split's softmax rows (``predictions.csv`` order) atomically."""
+    import io
+
+    import numpy as np
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.asarray(probabilities, dtype=np.float32), allow_pickle=False)
+    workspace.atomic_write_bytes(Path(path) / PROBABILITIES_FILE, buffer.getvalue())
 
 
 def cancel_requested(path: Path) -> bool:

@@ -476,6 +476,9 @@ class Trainer:
                     for file, t, p, c in zip(files, truth, predicted, confidence, strict=True)
                 ],
             )
+            # The Evaluate page's curves and calibration need the full rows; saving them
+            # here spares its first view a model load and a pass over the test split.
+            runs.write_probabilities(self.path_, probabilities)
         metrics["duration_s"] = time.time() - started
         workspace.atomic_write_json(self.path_ / runs.METRICS_FILE, metrics)
         return metrics

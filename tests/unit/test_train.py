@@ -72,6 +72,15 @@ def test_trainer_writes_a_complete_run_folder(tiny_dataset):
     assert all(Path(row["file"]).is_absolute() and Path(row["file"]).exists() for row in rows)
     assert [row["true"] for row in rows] == [info.class_names[i] for i in labels]
     assert all(0 < float(row["confidence"]) <= 1 for row in rows)
+    # The full softmax rows, same order, so evaluation needs no model pass.
+    probabilities = np.load(info.path / runs.PROBABILITIES_FILE)
+    assert probabilities.shape == (6, 3)
+    assert [info.class_names[i] for i in probabilities.argmax(axis=1)] == [
+        row["pred"] for row in rows
+    ]
+    assert probabilities.max(axis=1) == pytest.approx(
+        [float(r["confidence"]) for r in rows], abs=1e-5
+    )
 
     metrics = runs.read_metrics(info.run_id)
     correct = np.mean([row["true"] == row["pred"] for row in rows])
