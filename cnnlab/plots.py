@@ -59,9 +59,12 @@ def size_figure(records: Sequence[Record]) -> go.Figure:
             y=[row.height for row in rows],
             mode="markers",
             marker=dict(size=6, opacity=0.6),
-            hovertext=[row.source or row.file for row in rows],
+            hovertext=[f"{label}: {row.source or row.file}" for row in rows],
         )
-    figure.update_layout(xaxis_title="width (px)", yaxis_title="height (px)")
+    # Beyond a handful of classes a legend crowds out the plot; hovering names the class.
+    figure.update_layout(
+        xaxis_title="width (px)", yaxis_title="height (px)", showlegend=len(figure.data) <= 6
+    )
     return _layout(figure, "Image sizes")
 
 
