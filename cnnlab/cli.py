@@ -37,6 +37,10 @@ def main(argv: list[str] | None = None) -> int:
     except CnnlabError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
+    except OSError as error:  # e.g. an output path that cannot be written
+        print(f"error: {error.strerror or error}: {error.filename or ''}".rstrip(": "),
+              file=sys.stderr)  # fmt: skip
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -167,6 +167,8 @@ def grad_cam(
     with tf.GradientTape() as tape:
         activations, features = probe(inputs, training=False)
         if head is not None:
+            # Mixed precision gives float16 features; the output head stays float32.
+            features = tf.cast(features, head.kernel.dtype)
             scores = tf.matmul(features, head.kernel) + (head.bias if head.use_bias else 0.0)
         else:
             scores = tf.math.log(tf.maximum(features, 1e-12))

@@ -117,11 +117,12 @@ def export_dir(run_id: str) -> Path:
     return runs.load_run(run_id).path / EXPORT_DIR
 
 
-def artifact_path(run_id: str, fmt: str) -> Path:
-    """Where the ``fmt`` export of ``run_id`` lives (whether or not it exists yet)."""
+def artifact_path(run_id: str, fmt: str, checkpoint: str = "best") -> Path:
+    """Where the ``fmt`` export of a run's ``checkpoint`` lives (whether or not it exists
+    yet); each checkpoint has its own, so exporting ``last`` never reuses ``best``."""
     check_format(fmt)
     name = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}[fmt]
-    return export_dir(run_id) / name
+    return export_dir(run_id) / f"{checkpoint}-{name}"
 
 
 def export_model(
@@ -136,7 +137,7 @@ def export_model(
     check_format(fmt)
     info = runs.load_run(run_id)
     source = model_path(info, checkpoint)
-    target = artifact_path(info.run_id, fmt)
+    target = artifact_path(info.run_id, fmt, checkpoint)
     if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return ExportResult(info.run_id, fmt, target, _size(target), 0.0)
     target.parent.mkdir(parents=True, exist_ok=True)

@@ -81,6 +81,14 @@ class Spec:
     def __post_init__(self) -> None:
         for field in dataclasses.fields(self):
             limits = field.metadata.get("limits")
+            value = getattr(self, field.name)
+            # A boolean field takes booleans only: 1 == True would pass a Choice, and
+            # "false" is truthy.
+            if isinstance(field.default, bool) and not isinstance(value, bool):
+                allowed = "one of False, True" if limits is not None else "true or false"
+                raise CnnlabError(
+                    f"`{field.name}` must be {allowed}. Received: {field.name}={value!r}"
+                )
             if limits is not None:
                 checked = limits.check(field.name, getattr(self, field.name))
                 object.__setattr__(self, field.name, checked)

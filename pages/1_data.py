@@ -14,6 +14,8 @@ from cnnlab import plots
 from cnnlab.data import augment, ingest
 from cnnlab.data.dataset import list_datasets, load_dataset
 from cnnlab.errors import CnnlabError
+from cnnlab.train.recipe import auto_image_size
+from cnnlab.workspace import safe_name
 from pages._ui import current_dataset, dataset_version, select_dataset, spec_widget
 
 PAGE_SIZE = 48
@@ -27,12 +29,16 @@ def cached_dataset(name: str, version: float):
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def cached_preview(path: str, spec_json: dict, count: int, seed: int) -> list[np.ndarray]:
+def cached_preview(
+    path: str, spec_json: dict, count: int, seed: int, image_size: int
+) -> list[np.ndarray]:
     with Image.open(path) as image:
         pixels = np.asarray(image)
     if pixels.ndim == 2:
         pixels = pixels[..., None]
-    return augment.preview(pixels, augment.AugmentSpec.from_dict(spec_json), n=count, seed=seed)
+    return augment.preview(
+        pixels, augment.AugmentSpec.from_dict(spec_json), n=count, seed=seed, image_size=image_size
+    )
 
 
 def show_report(report: ingest.IngestReport) -> None:
@@ -60,6 +66,13 @@ def run_ingest(action, *args, **kwargs) -> None:
     st.rerun()
 
 
+def dataset_exists(name: str) -> bool:
+    try:
+        return safe_name(name, "dataset name") in list_datasets()
+    except CnnlabError:
+        return False  # an unusable name gets its message when used
+
+
 def add_images_panel(existing: str | None) -> None:
     source = st.radio("Source", SOURCES, horizontal=True, key="ingest_source")
     target_new = True
@@ -74,9 +87,16 @@ def add_images_panel(existing: str | None) -> None:
             == "A new dataset"
         )
     name = existing
+    taken = False
     if target_new:
         default = {"Built-in sample": "digits"}.get(source, "my-images")
         name = st.text_input("New dataset name", value=default, key="ingest_name")
+        taken = dataset_exists(name)
+        if taken:
+            st.warning(
+                f"A dataset named {name!r} exists: choose another name, or pick it in the "
+                "sidebar and add to it with 'The current dataset'."
+            )
 
     if source == "Built-in sample":
         sample = st.selectbox(
@@ -128,6 +148,9 @@ def add_images_panel(existing: str | None) -> None:
         if uploads and st.button("Add images", type="primary", key="ingest_files_go"):
             if not directory and not (label or "").strip():
                 st.error("Give these images a class name, e.g. `cat`.")
+                return
+            if taken:
+                st.error(f"A dataset named {name!r} exists already; choose another name.")
                 return
             files = [(upload.name, upload.getvalue()) for upload in uploads]
             run_ingest(ingest.add_files, name, files, label)
@@ -246,6 +269,9 @@ def augmentation_panel(name: str) -> None:
         st.error(str(error))
         return
     train = dataset.split("train") or dataset.records
+    if not train:
+        st.info("This dataset has no images yet: add some above to preview augmentation.")
+        return
     left, middle, right = st.columns([3, 2, 1])
     choice = left.selectbox(
         "Image",
@@ -259,7 +285,9 @@ def augmentation_panel(name: str) -> None:
     seed = st.session_state.get("aug_seed", 0)
     path = str(dataset.path / train[choice].file)
     try:
-        variants = cached_preview(path, spec.to_dict(), count, seed)
+        # At the size training resizes to, so the preview is what the model sees.
+        size = st.session_state.get("arch_image_size") or auto_image_size(dataset)
+        variants = cached_preview(path, spec.to_dict(), count, seed, int(size))
     except CnnlabError as error:
         st.error(str(error))
         return
@@ -278,17 +306,14 @@ def augmentation_panel(name: str) -> None:
         st.caption("This is the dataset's saved default.")
     if spec != saved:
         if st.button("Save as this dataset's default", type="primary", key="aug_save"):
-            augment.save_augment(name, spec)
-            st.toast("Saved: new runs of this dataset will use this augmentation.")
-            st.rerun()
+            act(augment.save_augment, name, spec)
 
 
 def manage_panel(name: str) -> None:
     sure = st.checkbox(f"Yes, delete the dataset {name} and its images", key="delete_confirm")
     if st.button("Delete dataset", disabled=not sure, key="delete_dataset"):
-        ingest.delete_dataset(name)
         select_dataset(None)
-        st.rerun()
+        act(ingest.delete_dataset, name)
 
 
 st.title("Data")

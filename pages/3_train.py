@@ -123,12 +123,12 @@ def new_run_form(dataset: str) -> None:
     try:
         auto_arch, spec = recipe(dataset)
         class_names = load_dataset(dataset).class_names
+        size_from_arch = st.session_state.get("arch_image_size")
+        if st.session_state.get(ARCH_KEY) and size_from_arch:
+            spec = spec.with_changes(image_size=int(size_from_arch))
     except CnnlabError as error:
         st.error(str(error))
         return
-    size_from_arch = st.session_state.get("arch_image_size")
-    if st.session_state.get(ARCH_KEY) and size_from_arch:
-        spec = spec.with_changes(image_size=int(size_from_arch))
     with st.form("train_form", border=True):
         st.markdown(
             f"**New run on {dataset}** · auto recipe: {auto_arch.label}, "
@@ -213,7 +213,11 @@ def controls(progress: dict) -> None:
 
 def fork_panel(progress: dict) -> None:
     """A new run from this run's best or last checkpoint, with a few changes."""
-    spec = TrainSpec.from_dict(progress["train"])
+    try:
+        spec = TrainSpec.from_dict(progress["train"])
+    except CnnlabError as error:
+        st.error(f"This run's training spec cannot be forked: {error}")
+        return
     with st.expander("Fork a new run from a checkpoint"):
         with st.form("train_fork_form", border=False):
             checkpoint = st.radio(
@@ -319,7 +323,11 @@ def run_panel(run_id: str) -> None:
 
 
 def queue_table(active: list[dict]) -> None:
-    limit = training.max_concurrent_runs()
+    try:
+        limit = training.max_concurrent_runs()
+    except CnnlabError as error:  # a bad CNNLAB_MAX_CONCURRENT_RUNS
+        st.error(str(error))
+        return
     if active:
         st.dataframe(
             pd.DataFrame(active)[

@@ -248,7 +248,12 @@ def imbalance_section(info: runs.RunInfo, evaluation: Evaluation) -> None:
     if not studies:
         return
     study_id = st.selectbox("Study", studies, key="ev_study")
-    if load_study(study_id).active:
+    try:
+        active = load_study(study_id).active
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    if active:
         # Redraw only this panel while the study's runs train.
         st.fragment(show_study, run_every=STUDY_REFRESH_S)(study_id)
     else:

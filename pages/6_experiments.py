@@ -173,7 +173,11 @@ def comparison(selected: list[str]) -> None:
 
 
 def manage(run_id: str) -> None:
-    info = runs.load_run(run_id)
+    try:
+        info = runs.load_run(run_id)
+    except CnnlabError as error:  # e.g. deleted from another browser
+        st.error(str(error))
+        return
     st.markdown(f"#### Run {run_id}")
     st.caption(
         f"{info.status} · dataset {info.dataset} · created {info.created}"

@@ -245,6 +245,8 @@ def _watch(run_id: str, args: argparse.Namespace, started: float) -> int:
             info = wait_for_run(run_id, timeout=CANCEL_WAIT_S)
         except CnnlabError as error:
             print(f"error: {error}", file=sys.stderr)
+            if args.json:
+                print_json(run_result(runs.load_run(run_id)))
             return 130
         print(
             f"Run {run_id} is {info.status}; resume it with `python -m cnnlab resume {run_id}`.",

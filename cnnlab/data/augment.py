@@ -64,15 +64,6 @@ class AugmentSpec(Spec):
         0.0, Range(0.0, 1.0), "probability of blanking out a random rectangle with noise"
     )
 
-    def validate(self) -> None:
-        # Choice((False, True)) would let 0 and 1 through (0 == False); insist on booleans.
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(field.default, bool) and not isinstance(value, bool):
-                raise CnnlabError(
-                    f"`{field.name}` must be one of False, True. Received: {field.name}={value!r}"
-                )
-
     @classmethod
     def recommended(cls, channels: int = 3) -> AugmentSpec:
         """Mild settings for the automatic training recipe.
@@ -366,12 +357,15 @@ def save_augment(dataset_name: str, spec: AugmentSpec) -> None:
     """Store ``spec`` as the dataset's default augmentation (in ``dataset.json``)."""
     if not isinstance(spec, AugmentSpec):
         raise CnnlabError(f"`spec` must be an AugmentSpec. Received: spec={spec!r}")
+    from cnnlab.data.health import dataset_lock
+
     path = _meta_path(dataset_name)
-    meta = workspace.read_json(path)
-    if not isinstance(meta, dict):
-        raise CnnlabError(f"{path} is damaged (not a JSON object); re-ingest the dataset.")
-    meta["augment"] = spec.to_dict()
-    workspace.atomic_write_json(path, meta)
+    with dataset_lock(path.parent.name):  # ingest may be rewriting dataset.json too
+        meta = workspace.read_json(path)
+        if not isinstance(meta, dict):
+            raise CnnlabError(f"{path} is damaged (not a JSON object); re-ingest the dataset.")
+        meta["augment"] = spec.to_dict()
+        workspace.atomic_write_json(path, meta)
 
 
 def load_augment(dataset_name: str) -> AugmentSpec:

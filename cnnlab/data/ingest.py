@@ -269,9 +269,12 @@ def delete_dataset(name: str) -> None:
     Raises:
         CnnlabError: when there is no such dataset.
     """
+    from cnnlab.data.pipeline import clear_cache
+
     dataset = Dataset(name)
     with dataset_lock(dataset.name):
         workspace.remove_tree(dataset.path)
+    clear_cache(dataset.name)
 
 
 # -- creating and adding ----------------------------------------------------------------

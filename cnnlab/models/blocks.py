@@ -99,14 +99,6 @@ class Block(Spec):
     title: ClassVar[str] = ""  # what a person calls it
     spatial: ClassVar[bool] = True  # works on feature maps (vs. flat vectors)
 
-    def validate(self) -> None:
-        for field in dataclasses.fields(self):
-            value = getattr(self, field.name)
-            if isinstance(field.default, bool) and not isinstance(value, bool):
-                raise CnnlabError(
-                    f"`{field.name}` must be true or false. Received: {field.name}={value!r}"
-                )
-
     def to_dict(self) -> dict[str, Any]:
         return {"type": self.type, **super().to_dict()}
 
@@ -462,7 +454,7 @@ def block_from_dict(data: Any, position: int | None = None) -> Block:
         )
     fields = dict(data)
     kind = fields.pop("type", None)
-    if kind not in BLOCK_TYPES:
+    if not isinstance(kind, str) or kind not in BLOCK_TYPES:
         raise CnnlabError(
             f"{where}: `type` must be one of {', '.join(BLOCK_TYPES)}. Received: type={kind!r}"
         )

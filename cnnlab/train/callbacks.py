@@ -65,6 +65,9 @@ class ProgressCallback(keras.callbacks.Callback):
         self.images = images
         self.cancel_check = cancel_check
         self.cancelled = False
+        # Cancelled between batches: Keras still ends the epoch (and validates), but the
+        # epoch is not complete and must not be recorded or checkpointed as done.
+        self.stopped_mid_epoch = False
         self.nan_at: tuple[int, int] | None = None
         self.images_per_s: list[float] = []
         self.epoch_seconds: list[float] = []
@@ -92,6 +95,7 @@ class ProgressCallback(keras.callbacks.Callback):
             self._last_cancel_check = now
             if self.cancel_check():
                 self.cancelled = True
+                self.stopped_mid_epoch = batch + 1 < self.batches
                 self.model.stop_training = True
                 return
         done = batch + 1
@@ -207,9 +211,11 @@ class CheckpointCallback(keras.callbacks.Callback):
         monitor: str,
         history: dict[str, list[float]],
         interval: float = CHECKPOINT_INTERVAL_S,
+        incomplete: Callable[[], bool] = lambda: False,
     ):
         super().__init__()
         self.folder = Path(folder)
+        self.incomplete = incomplete  # true when the epoch ending now was cut short
         self.monitor = monitor
         self.interval = interval
         self.history = {key: list(values) for key, values in history.items()}
@@ -227,6 +233,8 @@ class CheckpointCallback(keras.callbacks.Callback):
         os.replace(temporary, self.folder / name)
 
     def on_epoch_end(self, epoch, logs=None):
+        if self.incomplete():
+            return  # resume redoes this epoch from the last checkpoint
         logs = _plain_logs(logs)
         for key, value in logs.items():
             series = self.history.setdefault(key, [])

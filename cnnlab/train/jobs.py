@@ -385,7 +385,7 @@ def continue_run(run_id: str, epochs: int) -> str:
     info.checkpoint("last")
     done = (runs.read_checkpoints(run_id).get("last") or {}).get("epoch", 0)
     spec = TrainSpec.from_dict(info.train).with_changes(epochs=done + epochs)
-    for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE):
+    for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE, runs.PROBABILITIES_FILE):
         (info.path / name).unlink(missing_ok=True)
     _requeue(info, train=spec.to_dict(), continued_from_epoch=done)
     return run_id
@@ -412,7 +412,8 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
             )
     epoch = (runs.read_checkpoints(run_id).get(checkpoint) or {}).get("epoch")
     meta = dict(source.meta)
-    for key in ("started", "finished", "error", "device", "worker", "resumes", "class_weights"):
+    for key in ("started", "finished", "error", "device", "worker", "resumes", "class_weights",
+                "study", "study_variant", "study_source", "name"):  # fmt: skip
         meta.pop(key, None)
     meta.pop("continued_from_epoch", None)
     label = meta.get("arch_label") or "fork"

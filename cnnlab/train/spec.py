@@ -22,7 +22,6 @@ CLASS_WEIGHTING = ("none", "balanced", "custom")
 MIXED_PRECISION = ("auto", "on", "off")
 # "dataset" means the dataset's saved AugmentSpec; a dict is an AugmentSpec of its own.
 AUGMENTATION_NAMES = ("dataset", "none")
-BOOLEAN_FIELDS = ("early_stopping", "restore_best_weights", "oversample")
 
 
 @dataclass(frozen=True)
@@ -81,10 +80,6 @@ class TrainSpec(Spec):
     seed: int = param(0, Range(0, 2**31 - 1, integer=True), "random seed")
 
     def validate(self) -> None:
-        for name in BOOLEAN_FIELDS:
-            value = getattr(self, name)
-            if not isinstance(value, bool):
-                raise CnnlabError(f"`{name}` must be true or false. Received: {name}={value!r}")
         object.__setattr__(self, "custom_class_weights", _weight_pairs(self.custom_class_weights))
         if self.class_weight == "custom" and not self.custom_class_weights:
             raise CnnlabError(

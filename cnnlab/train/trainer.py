@@ -387,7 +387,9 @@ class Trainer:
             images=images,
             cancel_check=cancel_check,
         )
-        checkpoint = cb.CheckpointCallback(self.path_, spec.monitor, history)
+        checkpoint = cb.CheckpointCallback(
+            self.path_, spec.monitor, history, incomplete=lambda: progress.stopped_mid_epoch
+        )
         callbacks = [cb.EpochSchedule(lambda epoch: cb.learning_rate_at(spec, epoch))]
         mode = "min" if spec.monitor.endswith("loss") else "max"
         if spec.schedule == "plateau":

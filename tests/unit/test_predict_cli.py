@@ -68,7 +68,7 @@ def test_export_with_check(workspace, capsys):
     run_id = save_model_run()
     assert main(["export", run_id, "--format", "keras", "--check", "--json"]) == 0
     out = json.loads(capsys.readouterr().out)
-    assert out["format"] == "keras" and out["path"].endswith("export/model.keras")
+    assert out["format"] == "keras" and out["path"].endswith("export/best-model.keras")
     assert out["parity"]["images"] == 6 and out["parity"]["passed"] is True
     assert main(["export", run_id, "--format", "keras"]) == 0
     assert "model.keras" in capsys.readouterr().out

@@ -112,6 +112,26 @@ def test_same_seed_and_spec_give_the_same_test_metrics(tiny_dataset):
     assert list(stored.values()) == pytest.approx(list(expected))
 
 
+def test_a_cancel_between_batches_does_not_count_the_cut_epoch(tiny_dataset, monkeypatch):
+    from cnnlab.train import callbacks
+
+    monkeypatch.setattr(callbacks, "CANCEL_CHECK_INTERVAL_S", 0.0)
+    checks = []
+
+    def cancel_in_second_epoch() -> bool:
+        checks.append(1)
+        # 3 batches per epoch plus one check at the epoch's end: the 5th check is the
+        # first batch of epoch 2.
+        return len(checks) >= 5
+
+    trainer = Trainer(tiny_dataset, "simple", _spec(epochs=3), cancel_check=cancel_in_second_epoch)
+    trainer.fit()
+    assert trainer.status_ == "cancelled"
+    # Only the whole first epoch is recorded and checkpointed; resume redoes epoch 2.
+    assert len(runs.read_history(trainer.run_id_)["loss"]) == 1
+    assert runs.read_checkpoints(trainer.run_id_)["last"]["epoch"] == 1
+
+
 def test_cancel_then_resume_continues_from_the_last_checkpoint(tiny_dataset):
     def cancel_after_first_epoch() -> bool:
         return bool(runs.read_checkpoints(trainer.run_id_).get("last"))
