@@ -112,5 +112,6 @@ def test_one_training_at_a_time_others_wait_queued(tiny_dataset, monkeypatch):
     cancel_run(first)
     info = wait_for_run(first, timeout=WAIT_S)
     assert info.status == "cancelled"
-    assert len(runs.read_history(first)["loss"]) < 200
+    # A cancel inside an epoch records only the epochs that ended (maybe none yet).
+    assert len(runs.read_history(first).get("loss", [])) < 200
     assert not (info.path / "metrics.json").exists()
