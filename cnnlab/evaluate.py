@@ -13,7 +13,6 @@ class with no test image) it is ``None``.
 
 from __future__ import annotations
 
-import csv
 import math
 import warnings
 from collections.abc import Sequence
@@ -592,12 +591,10 @@ def evaluate_run_labels(run_id: str) -> Evaluation | None:
     exact; curves and calibration use one-hot probabilities and are not meaningful.
     """
     info = runs.load_run(run_id)
-    path = info.path / runs.PREDICTIONS_FILE
     labels = info.class_names
-    if not path.exists() or not labels:
+    if not (info.path / runs.PREDICTIONS_FILE).exists() or not labels:
         return None
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
+    rows = runs.read_predictions(run_id)
     if not rows:
         return None
     index = {label: i for i, label in enumerate(labels)}

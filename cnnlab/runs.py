@@ -462,9 +462,11 @@ def delete_run(run_id: str) -> None:
     workspace.remove_tree(info.path)
 
 
+def queue_key(info: RunInfo) -> tuple[float, str, str]:
+    """A run's place in the queue: first queued, first trained."""
+    return (float(info.meta.get("queued_at") or 0.0), info.created, info.run_id)
+
+
 def active_runs() -> list[RunInfo]:
     """Queued and running runs, oldest first: the queue as users see it."""
-    return sorted(
-        (info for info in list_runs() if info.is_active),
-        key=lambda info: (float(info.meta.get("queued_at") or 0.0), info.created, info.run_id),
-    )
+    return sorted((info for info in list_runs() if info.is_active), key=queue_key)

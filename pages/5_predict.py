@@ -65,6 +65,12 @@ def cached_feature_maps(run_id, checkpoint, version, key: str, _pixels, layer: s
     return explain.feature_maps(model, _pixels, layer)
 
 
+@st.cache_data(show_spinner=False, max_entries=256)
+def cached_gate_weights(run_id, checkpoint, version, key: str, _pixels) -> dict:
+    model = cached_predictor(run_id, checkpoint, version).model_
+    return explain.gate_weights(model, _pixels)
+
+
 # ---------------------------------------------------------------------- widgets
 
 
@@ -184,7 +190,7 @@ def details(
         )
     if gate_tab:
         with gate_tab[0]:
-            weights = explain.gate_weights(model, prediction.pixels)
+            weights = cached_gate_weights(run_id, checkpoint, version, key, prediction.pixels)
             labels = {name: explain.gate_branch_labels(model, name) for name in weights}
             st.plotly_chart(
                 explain.gate_weights_figure(weights, labels), key=f"pr_gates_{index}",

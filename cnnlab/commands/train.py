@@ -16,6 +16,7 @@ from typing import Any, TextIO
 from cnnlab import runs
 from cnnlab.cli import add_json_flag, print_json
 from cnnlab.errors import CnnlabError
+from cnnlab.train.progress import format_duration
 
 CANCEL_WAIT_S = 60.0
 
@@ -141,13 +142,6 @@ def _bar(fraction: float, width: int = 24) -> str:
     return "#" * filled + "." * (width - filled)
 
 
-def _duration(seconds: float | None) -> str:
-    if seconds is None:
-        return "?"
-    seconds = int(seconds)
-    return f"{seconds // 60}m{seconds % 60:02d}s" if seconds >= 60 else f"{seconds}s"
-
-
 class ProgressPrinter:
     """Turns run events into a progress bar (a terminal) or one line per epoch (a log)."""
 
@@ -188,7 +182,7 @@ class ProgressPrinter:
                 f"epoch {event['epoch']}/{event['epochs']} [{_bar(fraction)}] "
                 f"{event['batch']}/{event['batches']} loss {logs.get('loss', 0):.4f} "
                 f"acc {logs.get('accuracy', 0):.3f} {event.get('images_per_s', 0):.0f} img/s "
-                f"ETA {_duration(event.get('eta_s'))}"
+                f"ETA {format_duration(event.get('eta_s'))}"
             )
             self.stream.write("\r\033[K" + text)
             self.stream.flush()
@@ -261,7 +255,7 @@ def _watch(run_id: str, args: argparse.Namespace, started: float) -> int:
         scored = "no test images" if accuracy is None else f"test accuracy {accuracy:.4f}"
         print(
             f"Run {run_id} completed: {scored} after {result['epochs_run']} epochs in "
-            f"{_duration(result['duration_s'])}.",
+            f"{format_duration(result['duration_s'])}.",
             file=sys.stderr,
         )
     else:

@@ -34,7 +34,6 @@ _WARNINGS_LOCK = threading.Lock()
 _WHITE = {"L": 255, "RGB": (255, 255, 255)}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _HEIF_BRANDS = {b"ftyp" + brand for brand in (b"heic", b"heix", b"hevc", b"heim", b"mif1")}
-_COLOUR_MODES = {"CMYK", "YCbCr", "LAB", "HSV", "RGBX"}
 
 
 class Rejected(Exception):
@@ -224,9 +223,7 @@ def _to_l_or_rgb(image: Image.Image) -> Image.Image:
         return _flatten(image.convert("RGBA"))
     if mode in _HIGH_BIT_MODES:
         return _high_bit_to_l(image)
-    if mode in _COLOUR_MODES:
-        return image.convert("RGB")
-    return image.convert("RGB")
+    return image.convert("RGB")  # CMYK, YCbCr, LAB, HSV, RGBX, ...
 
 
 def _flatten(image: Image.Image) -> Image.Image:

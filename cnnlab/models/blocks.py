@@ -466,11 +466,6 @@ def block_from_dict(data: Any, position: int | None = None) -> Block:
         raise CnnlabError(f"{where} ({kind}): {error}") from None
 
 
-def block_fields(kind: str) -> list[str]:
-    """The field names of block type ``kind``, in declaration order."""
-    return [field.name for field in dataclasses.fields(BLOCK_TYPES[kind])]
-
-
 def _plain_list(value: Any) -> Any:
     return list(value) if isinstance(value, tuple) else value
 

@@ -213,10 +213,6 @@ def queue_dir() -> Path:
     return path
 
 
-def _queue_key(info: runs.RunInfo) -> tuple[float, str]:
-    return (float(info.meta.get("queued_at") or 0.0), info.run_id)
-
-
 class QueueSlot:
     """One of the machine's training slots, held with ``fcntl.flock`` on a slot file.
 
@@ -242,7 +238,7 @@ class QueueSlot:
                 continue
             if info.status == "running":
                 running += 1
-            elif info.status == "queued" and _queue_key(info) < mine:
+            elif info.status == "queued" and runs.queue_key(info) < mine:
                 ahead += 1
         return ahead, running
 

@@ -13,8 +13,6 @@ from those weights with a fresh optimizer.
 from __future__ import annotations
 
 import math
-import os
-import socket
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from cnnlab import runs, workspace
+from cnnlab.devices import _tf
 from cnnlab.errors import CnnlabError
+from cnnlab.train.jobs import worker_info
 from cnnlab.train.spec import TrainSpec
 
 INIT_CHECKPOINT = "init.keras"
@@ -30,13 +30,6 @@ INIT_CHECKPOINT = "init.keras"
 # about BATCH_EVENTS_PER_EPOCH times per epoch.
 MAX_STEPS_PER_EXECUTION = 16
 BATCH_EVENTS_PER_EPOCH = 4
-
-
-def _tf():
-    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import tensorflow as tf
-
-    return tf
 
 
 class RunStopped(Exception):
@@ -219,7 +212,7 @@ class Trainer:
             started=info.meta.get("started") or runs.now_iso(),
             finished=None,
             error=None,
-            worker={**(info.meta.get("worker") or {}), **_worker_info()},
+            worker={**(info.meta.get("worker") or {}), **worker_info()},
         )
         import keras  # after "running": importing TensorFlow takes seconds
 
@@ -505,10 +498,6 @@ def _op_determinism(enabled: bool) -> bool:
 
 def _steps_per_execution(batches: int) -> int:
     return max(1, min(MAX_STEPS_PER_EXECUTION, batches // BATCH_EVENTS_PER_EPOCH))
-
-
-def _worker_info() -> dict[str, Any]:
-    return {"pid": os.getpid(), "host": socket.gethostname()}
 
 
 def _user_message(error: BaseException, spec: TrainSpec) -> str:
