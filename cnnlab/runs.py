@@ -435,11 +435,18 @@ def monitor_improved(monitor: str, value: float, best: float | None) -> bool:
     return value < best if monitor.endswith("loss") else value > best
 
 
-def best_in_history(history: dict[str, list[float]], monitor: str) -> tuple[int, float] | None:
-    """``(epoch index, value)`` of the best monitored value so far, or None."""
+def best_in_history(
+    history: dict[str, list[float]], monitor: str, start: int = 0
+) -> tuple[int, float] | None:
+    """``(epoch index, value)`` of the best monitored value so far, or None.
+
+    Only epochs from index ``start`` on compete once there are any (the run's
+    ``early_stopping_start``: earlier epochs of a short run are too noisy to keep).
+    """
     values = history.get(monitor) or []
     best = None
-    for index, value in enumerate(values):
+    first = start if len(values) > start else 0
+    for index, value in enumerate(values[first:], first):
         if value is not None and monitor_improved(
             monitor, value, None if best is None else best[1]
         ):

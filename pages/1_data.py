@@ -12,9 +12,14 @@ from PIL import Image
 
 from cnnlab import plots
 from cnnlab.data import augment, ingest
-from cnnlab.data.dataset import list_datasets, load_dataset
+from cnnlab.data.dataset import (
+    get_orientation_matters,
+    list_datasets,
+    load_dataset,
+    set_orientation_matters,
+)
 from cnnlab.errors import CnnlabError
-from cnnlab.train.recipe import auto_image_size
+from cnnlab.train.recipe import auto_augmentation, auto_image_size
 from cnnlab.workspace import safe_name
 from pages._ui import current_dataset, dataset_version, select_dataset, spec_widget
 
@@ -247,11 +252,40 @@ def act(action, *args) -> None:
         st.rerun()
 
 
+def save_orientation(name: str) -> None:
+    try:
+        set_orientation_matters(name, st.session_state["orientation_matters"])
+    except CnnlabError as error:
+        st.session_state["orientation_error"] = str(error)
+
+
+def orientation_toggle(name: str) -> bool:
+    # Shown from dataset.json on every run (the callback saves a change first), so a
+    # value never carries over from another dataset.
+    if message := st.session_state.pop("orientation_error", None):
+        st.error(message)
+    try:
+        st.session_state["orientation_matters"] = get_orientation_matters(name)
+    except CnnlabError as error:
+        st.error(str(error))
+    return st.toggle(
+        "Orientation matters (no mirror flips)",
+        key="orientation_matters",
+        on_change=save_orientation,
+        args=(name,),
+        help="On when mirroring or turning an image changes its meaning: digits, text, "
+        "scans. Off for ordinary photos (a mirrored cat is still a cat). When on, "
+        "augmentation leaves out flips and keeps rotation within 0.05 of a turn (18°).",
+    )
+
+
 def augmentation_panel(name: str) -> None:
     dataset = cached_dataset(name, dataset_version(name))
     saved = augment.load_augment(name)
-    # Nothing saved yet: start from the mild default the auto recipe would train with.
-    start = augment.AugmentSpec.recommended(dataset.channels) if saved.is_neutral() else saved
+    orientation = orientation_toggle(name)
+    # Nothing saved yet: start from what the auto recipe would train with.
+    start = augment.AugmentSpec.from_dict(auto_augmentation(dataset))
+    start = start if saved.is_neutral() else saved
     st.caption(
         "These are the Keras preprocessing layers training applies to each image; "
         "the preview below is drawn by the same layers."
@@ -287,7 +321,8 @@ def augmentation_panel(name: str) -> None:
     try:
         # At the size training resizes to, so the preview is what the model sees.
         size = st.session_state.get("arch_image_size") or auto_image_size(dataset)
-        variants = cached_preview(path, spec.to_dict(), count, seed, int(size))
+        applied = spec.for_orientation(orientation)
+        variants = cached_preview(path, applied.to_dict(), count, seed, int(size))
     except CnnlabError as error:
         st.error(str(error))
         return
@@ -297,10 +332,15 @@ def augmentation_panel(name: str) -> None:
         width=112,
         clamp=True,
     )
+    if applied != spec:
+        st.caption(
+            "Flips are off and rotation is kept within 0.05 of a turn because orientation "
+            "matters for this dataset."
+        )
     if saved.is_neutral() and spec == start:
         st.caption(
-            "Nothing saved for this dataset yet: these are the mild defaults the auto "
-            "recipe trains with. Save them, or your own, as the dataset's default."
+            "Nothing saved for this dataset yet: these are what the auto recipe trains "
+            "with. Save them, or your own, as the dataset's default."
         )
     elif spec == saved:
         st.caption("This is the dataset's saved default.")

@@ -18,7 +18,15 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import list_presets
 from cnnlab.train import TrainSpec
 from cnnlab.train.progress import curves_figure, format_duration, run_progress
-from pages._ui import build_spec, current_dataset, current_run, select_run, spec_widget
+from cnnlab.train.recipe import default_budget_minutes, plan_run
+from pages._ui import (
+    build_spec,
+    current_dataset,
+    current_run,
+    dataset_version,
+    select_run,
+    spec_widget,
+)
 
 ARCH_KEY = "arch"  # an ArchSpec dict chosen on the Architecture page
 PICK_KEY = "train_pick_run"
@@ -67,9 +75,24 @@ def device_label() -> str:
 # --- the form ------------------------------------------------------------------------------
 
 
-def recipe(dataset: str):
-    """The auto recipe for the dataset (cheap: reads the index only)."""
-    return training.auto_recipe(dataset)
+@st.cache_resource(show_spinner="Measuring how fast this device trains (once)...")
+def recipe(dataset: str, budget_minutes: float, version: float):
+    """The auto recipe's plan within the budget (a probe the first time on a device)."""
+    return plan_run(dataset, budget_minutes)
+
+
+def budget_widget(dataset: str) -> float:
+    limits = TrainSpec.limits("budget_minutes")
+    return st.number_input(
+        "Time budget (minutes)",
+        min_value=float(limits.low),
+        max_value=float(limits.high),
+        value=default_budget_minutes(),
+        step=1.0,
+        key=f"train_budget_{dataset}",
+        help="The auto recipe picks image size, network and epochs to fit it, and the run "
+        "stops on time with its best epoch scored. 0 = no limit.",
+    )
 
 
 def arch_choice() -> object:
@@ -120,8 +143,10 @@ def class_weight_table(dataset: str, class_names: list[str], spec: TrainSpec) ->
 
 
 def new_run_form(dataset: str) -> None:
+    budget = budget_widget(dataset)
     try:
-        auto_arch, spec = recipe(dataset)
+        plan = recipe(dataset, budget, dataset_version(dataset))
+        auto_arch, spec = plan.arch, plan.spec
         class_names = load_dataset(dataset).class_names
         size_from_arch = st.session_state.get("arch_image_size")
         if st.session_state.get(ARCH_KEY) and size_from_arch:
@@ -129,11 +154,9 @@ def new_run_form(dataset: str) -> None:
     except CnnlabError as error:
         st.error(str(error))
         return
+    st.caption(f"Auto recipe: {plan.describe()}")
     with st.form("train_form", border=True):
-        st.markdown(
-            f"**New run on {dataset}** · auto recipe: {auto_arch.label}, "
-            f"{spec.image_size}px, {spec.epochs} epochs"
-        )
+        st.markdown(f"**New run on {dataset}**")
         arch = arch_choice()
         values = {}
         columns = st.columns(len(BASIC_FIELDS) + 1)
@@ -168,8 +191,10 @@ def new_run_form(dataset: str) -> None:
     chosen = build_spec(TrainSpec, {**spec.to_dict(), **values})
     if chosen is None:
         return
+    if arch == "auto" and chosen.image_size == spec.image_size:
+        arch = auto_arch  # the plan's network (pretrained when weights are at hand)
     try:
-        # "auto" picks the preset for the image size chosen in the form.
+        # Otherwise "auto" picks the preset for the image size chosen in the form.
         run_id = training.start_run(dataset, arch, chosen)
     except CnnlabError as error:
         st.error(str(error))

@@ -10,6 +10,8 @@ import pytest
 
 # Quiet TensorFlow's start-up chatter in test output; set before anything imports it.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+# Tests never ask the internet for pretrained weights; they make their own files.
+os.environ.setdefault("CNNLAB_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -43,9 +45,9 @@ def write_image_folders(
         for i in range(count):
             base = (class_index * 80) % 256
             channels = 1 if mode == "L" else 3
-            pixels = np.clip(
-                base + rng.normal(0, 30, (size, size, channels)), 0, 255
-            ).astype(np.uint8)
+            pixels = np.clip(base + rng.normal(0, 30, (size, size, channels)), 0, 255).astype(
+                np.uint8
+            )
             image = Image.fromarray(pixels[..., 0] if channels == 1 else pixels, mode)
             image.save(folder / f"{label}_{i}.{fmt.lower().replace('jpeg', 'jpg')}", fmt)
     return root

@@ -90,6 +90,7 @@ def run_datasets(args: argparse.Namespace) -> int:
                 "classes": len(dataset.class_names),
                 "channels": dataset.channels,
                 "created": dataset.meta.get("created", ""),
+                "orientation_matters": dataset.orientation_matters,
             }
         )
     if args.json:

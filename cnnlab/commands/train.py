@@ -44,6 +44,14 @@ def register(subparsers: Any) -> None:
     train.add_argument("--schedule", help="constant, cosine, step or plateau")
     train.add_argument("--augmentation", help="dataset (its saved augmentation) or none")
     train.add_argument("--name", help="a name for the run")
+    train.add_argument(
+        "--budget",
+        type=float,
+        dest="budget_minutes",
+        metavar="MINUTES",
+        help="time budget: the auto recipe fits the run into it and the run stops on time "
+        "(default: 5 on a CPU, 15 on a GPU; 0 = no limit)",
+    )
     _watch_options(train)
     train.set_defaults(handler=run_train)
 
@@ -114,6 +122,7 @@ SPEC_OPTIONS = (
     "optimizer",
     "schedule",
     "augmentation",
+    "budget_minutes",
 )
 
 
@@ -212,6 +221,8 @@ def run_result(info: runs.RunInfo, duration_s: float | None = None) -> dict[str,
         "test_accuracy": metrics.get("test_accuracy"),
         "test_loss": metrics.get("test_loss"),
         "best_epoch": metrics.get("best_epoch"),
+        "stopped_on_time": metrics.get("stopped_on_time"),
+        "budget_minutes": (info.train or {}).get("budget_minutes"),
         "duration_s": duration_s,
         "error": info.error,
         "dataset": info.dataset,
@@ -219,13 +230,17 @@ def run_result(info: runs.RunInfo, duration_s: float | None = None) -> dict[str,
     }
 
 
-def _watch(run_id: str, args: argparse.Namespace, started: float) -> int:
+def _watch(run_id: str, args: argparse.Namespace, started: float, plan: dict | None = None) -> int:
+    """Wait for the run, showing progress; ``plan`` adds the auto recipe's fields."""
     from cnnlab.train import cancel_run, wait_for_run
+
+    def result_of(info: runs.RunInfo, duration_s: float | None = None) -> dict[str, Any]:
+        return {**run_result(info, duration_s), **(plan or {})}
 
     if args.detach:
         info = runs.load_run(run_id)
         if args.json:
-            print_json(run_result(info, time.monotonic() - started))
+            print_json(result_of(info, time.monotonic() - started))
         else:
             print(run_id)
         return 0
@@ -240,16 +255,16 @@ def _watch(run_id: str, args: argparse.Namespace, started: float) -> int:
         except CnnlabError as error:
             print(f"error: {error}", file=sys.stderr)
             if args.json:
-                print_json(run_result(runs.load_run(run_id)))
+                print_json(result_of(runs.load_run(run_id)))
             return 130
         print(
             f"Run {run_id} is {info.status}; resume it with `python -m cnnlab resume {run_id}`.",
             file=sys.stderr,
         )
         if args.json:
-            print_json(run_result(info, time.monotonic() - started))
+            print_json(result_of(info, time.monotonic() - started))
         return 130
-    result = run_result(info, time.monotonic() - started)
+    result = result_of(info, time.monotonic() - started)
     if info.status == "completed":
         accuracy = result["test_accuracy"]
         scored = "no test images" if accuracy is None else f"test accuracy {accuracy:.4f}"
@@ -272,17 +287,20 @@ def _watch(run_id: str, args: argparse.Namespace, started: float) -> int:
 
 def run_train(args: argparse.Namespace) -> int:
     from cnnlab.data.dataset import load_dataset
-    from cnnlab.train import auto_recipe, start_run
+    from cnnlab.train import start_run
+    from cnnlab.train.recipe import plan_run
 
     started = time.monotonic()
     dataset = load_dataset(args.dataset)
-    auto_arch, spec = auto_recipe(dataset, **_changes(args))
-    arch = auto_arch if args.arch in (None, "auto") else args.arch
+    plan = plan_run(dataset, **_changes(args))
+    arch = plan.arch if args.arch in (None, "auto") else args.arch
     extra = {"name": args.name} if args.name else {}
-    run_id = start_run(dataset, arch, spec, **extra)
+    run_id = start_run(dataset, arch, plan.spec, **extra)
     if not args.no_progress:
-        print(f"Run {run_id} started.", file=sys.stderr, flush=True)
-    return _watch(run_id, args, started)
+        what = f"auto recipe: {plan.describe()}" if arch is plan.arch else plan.note
+        print(f"Run {run_id} started; {what}", file=sys.stderr, flush=True)
+    fields = {"estimate_s": plan.estimate_s, "plan": plan.describe(), "pretrained": plan.pretrained}
+    return _watch(run_id, args, started, plan=fields)
 
 
 def run_runs(args: argparse.Namespace) -> int:

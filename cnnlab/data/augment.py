@@ -8,7 +8,12 @@ pixels still in [0, 255]. Its random layers act only when called with
 over a ``tf.data`` pipeline.
 
 Each spec field is one *op* in a registry (:func:`augmentation_op`); the ops are
-applied in registration order: geometry first, then colour, then noise and erasing.
+applied in registration order: geometry first (flips, crop, rotation, zoom, translation),
+then colour, then noise and erasing.
+
+Where mirroring or turning an image changes its meaning (digits, text, scans: a
+dataset's ``orientation_matters``), :meth:`AugmentSpec.for_orientation` drops the flips
+and keeps rotation small.
 
 Keras is imported lazily, so reading or validating a spec stays cheap.
 """
@@ -22,11 +27,13 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import workspace
+from cnnlab.data.dataset import meta_path, read_meta, update_meta
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import Choice, Range, Spec, param
 
 ONOFF = Choice((False, True))
+# Largest rotation kept when orientation matters: 0.05 of a turn, 18° either way.
+ORIENTED_MAX_ROTATION = 0.05
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,11 @@ class AugmentSpec(Spec):
 
     horizontal_flip: bool = param(False, ONOFF, "mirror left-right at random")
     vertical_flip: bool = param(False, ONOFF, "mirror top-bottom at random")
+    crop: float = param(
+        0.0,
+        Range(0.0, 0.5),
+        "random crop: zoom in by up to this fraction of the side, aspect ratio varying",
+    )
     rotation: float = param(
         0.0, Range(0.0, 0.5), "largest rotation, as a fraction of a full turn (0.05 = 18°)"
     )
@@ -65,19 +77,40 @@ class AugmentSpec(Spec):
     )
 
     @classmethod
-    def recommended(cls, channels: int = 3) -> AugmentSpec:
+    def recommended(cls, channels: int = 3, orientation_matters: bool = False) -> AugmentSpec:
         """Mild settings for the automatic training recipe.
 
-        Grayscale data are often digits, text or scans, where mirroring changes the
-        meaning, so no flip is recommended for them.
+        Flips are recommended only where mirroring keeps the meaning: not when
+        ``orientation_matters``, and not for grayscale data, which are often digits,
+        text or scans.
         """
         return cls(
-            horizontal_flip=channels == 3,
+            horizontal_flip=channels == 3 and not orientation_matters,
             rotation=0.05,
             zoom=0.1,
             translation=0.1,
             contrast=0.1,
             brightness=0.1,
+        )
+
+    def for_orientation(self, orientation_matters: bool) -> AugmentSpec:
+        """This spec as applied to a dataset with this ``orientation_matters``.
+
+        When orientation matters (a mirrored or upturned digit is another digit, or
+        none), a copy without flips and with rotation capped at
+        ``ORIENTED_MAX_ROTATION``; otherwise the spec unchanged.
+        """
+        if not isinstance(orientation_matters, bool):
+            raise CnnlabError(
+                "`orientation_matters` must be one of False, True. "
+                f"Received: orientation_matters={orientation_matters!r}"
+            )
+        if not orientation_matters:
+            return self
+        return self.replace(
+            horizontal_flip=False,
+            vertical_flip=False,
+            rotation=min(self.rotation, ORIENTED_MAX_ROTATION),
         )
 
     def active_ops(self, channels: int = 3) -> list[str]:
@@ -152,6 +185,24 @@ def _vertical_flip(value, seed):
     import keras
 
     return keras.layers.RandomFlip("vertical", seed=seed, name="vertical_flip", **_F32)
+
+
+@augmentation_op("crop")
+def _crop(value, seed):
+    import keras
+
+    # A random resized crop around the centre from a stock layer (so a saved model loads
+    # without custom objects): negative factors only zoom in, and a width factor of its
+    # own draws the width scale independently of the height, so the aspect ratio varies.
+    # A translation op, applied later, moves where the crop lands.
+    return keras.layers.RandomZoom(
+        height_factor=(-value, 0.0),
+        width_factor=(-value, 0.0),
+        fill_mode="reflect",
+        seed=seed,
+        name="crop",
+        **_F32,
+    )
 
 
 @augmentation_op("rotation")
@@ -340,32 +391,11 @@ def preview(
 # --- stored with the dataset ---------------------------------------------------------
 
 
-def _meta_path(dataset_name: str):
-    from cnnlab.data.dataset import list_datasets
-
-    path = workspace.dataset_dir(dataset_name) / "dataset.json"
-    if not path.exists():
-        known = ", ".join(list_datasets()) or "none yet"
-        raise CnnlabError(
-            f"There is no dataset named {dataset_name!r} (datasets: {known}). "
-            "Create one with `python -m cnnlab ingest SOURCE --name NAME` or on the Data page."
-        )
-    return path
-
-
 def save_augment(dataset_name: str, spec: AugmentSpec) -> None:
     """Store ``spec`` as the dataset's default augmentation (in ``dataset.json``)."""
     if not isinstance(spec, AugmentSpec):
         raise CnnlabError(f"`spec` must be an AugmentSpec. Received: spec={spec!r}")
-    from cnnlab.data.health import dataset_lock
-
-    path = _meta_path(dataset_name)
-    with dataset_lock(path.parent.name):  # ingest may be rewriting dataset.json too
-        meta = workspace.read_json(path)
-        if not isinstance(meta, dict):
-            raise CnnlabError(f"{path} is damaged (not a JSON object); re-ingest the dataset.")
-        meta["augment"] = spec.to_dict()
-        workspace.atomic_write_json(path, meta)
+    update_meta(dataset_name, augment=spec.to_dict())
 
 
 def load_augment(dataset_name: str) -> AugmentSpec:
@@ -374,9 +404,8 @@ def load_augment(dataset_name: str) -> AugmentSpec:
     Raises:
         CnnlabError: when the stored entry is damaged, naming the field at fault.
     """
-    path = _meta_path(dataset_name)
-    meta = workspace.read_json(path) or {}
-    stored = meta.get("augment") if isinstance(meta, dict) else None
+    path = meta_path(dataset_name)
+    stored = read_meta(dataset_name).get("augment")
     if stored is None:
         return AugmentSpec()
     where = f"The augmentation saved with dataset {dataset_name!r} ({path})"

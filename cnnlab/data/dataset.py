@@ -3,7 +3,8 @@
 Layout under ``$CNNLAB_HOME/datasets/<name>/``::
 
     dataset.json   metadata: name, created, source, channels, classes, split fractions,
-                   seed, augmentation spec (the default for runs), rejected, ignored
+                   seed, augmentation spec (the default for runs), orientation_matters,
+                   rejected, ignored
     index.csv      one row per image: file,label,split,sha,width,height,source
     health.json    the health report (see ``cnnlab.data.health``)
     images/<label>/<sha16>.<ext>   each image, normalised once at ingest
@@ -11,6 +12,10 @@ Layout under ``$CNNLAB_HOME/datasets/<name>/``::
 ``file`` in the index is relative to the dataset folder. ``sha`` is the SHA-256 of the
 normalised pixels, so the same picture saved twice (even as another format) has the
 same hash. ``split`` is one of ``train``, ``val``, ``test``.
+
+``orientation_matters`` says whether mirroring or turning an image changes its meaning
+(digits, text, scans: true; ordinary photos: false); augmentation then leaves out flips
+and keeps rotation small (``AugmentSpec.for_orientation``).
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from cnnlab.errors import CnnlabError
 
 SPLITS = ("train", "val", "test")
 INDEX_FIELDS = ("file", "label", "split", "sha", "width", "height", "source")
+ORIENTATION_FIELD = "orientation_matters"
 
 
 @dataclass(frozen=True)
@@ -56,12 +62,7 @@ class Dataset:
         self.path = workspace.dataset_dir(self.name)
         meta = workspace.read_json(self.path / "dataset.json")
         if meta is None:
-            known = ", ".join(list_datasets()) or "none yet"
-            raise CnnlabError(
-                f"There is no dataset named {name!r} (datasets: {known}). "
-                "Create one with `python -m cnnlab ingest SOURCE --name NAME` "
-                "or on the Data page."
-            )
+            raise _no_such_dataset(name)
         self.meta: dict[str, Any] = meta
         self.records: list[Record] = read_index(self.path / "index.csv")
 
@@ -69,6 +70,18 @@ class Dataset:
     def channels(self) -> int:
         """1 for grayscale datasets, 3 for colour."""
         return int(self.meta.get("channels", 3))
+
+    @property
+    def orientation_matters(self) -> bool:
+        """Whether mirroring or turning an image changes its meaning (digits, scans).
+
+        Datasets ingested before this was recorded count as True when grayscale
+        (usually digits or scans) and False when colour (usually photos).
+
+        Raises:
+            CnnlabError: when the stored value is not a boolean.
+        """
+        return _orientation_matters(self.meta, self.path)
 
     @property
     def class_names(self) -> list[str]:
@@ -137,3 +150,82 @@ def list_datasets() -> list[str]:
 
 def load_dataset(name: str) -> Dataset:
     return Dataset(name)
+
+
+# --- dataset.json ------------------------------------------------------------------------
+
+
+def _no_such_dataset(name: str) -> CnnlabError:
+    known = ", ".join(list_datasets()) or "none yet"
+    return CnnlabError(
+        f"There is no dataset named {name!r} (datasets: {known}). "
+        "Create one with `python -m cnnlab ingest SOURCE --name NAME` or on the Data page."
+    )
+
+
+def meta_path(dataset_name: str) -> Path:
+    """The ``dataset.json`` of dataset ``dataset_name``.
+
+    Raises:
+        CnnlabError: when there is no such dataset, listing the ones there are.
+    """
+    path = workspace.dataset_dir(dataset_name) / "dataset.json"
+    if not path.exists():
+        raise _no_such_dataset(dataset_name)
+    return path
+
+
+def read_meta(dataset_name: str) -> dict[str, Any]:
+    """The parsed ``dataset.json``, read afresh (without the index, so it is cheap)."""
+    path = meta_path(dataset_name)
+    meta = workspace.read_json(path)
+    if not isinstance(meta, dict):
+        raise CnnlabError(f"{path} is damaged (not a JSON object); re-ingest the dataset.")
+    return meta
+
+
+def update_meta(dataset_name: str, **fields: Any) -> None:
+    """Set top-level fields of a dataset's ``dataset.json``, keeping the others."""
+    from cnnlab.data.health import dataset_lock  # health imports this module
+
+    path = meta_path(dataset_name)
+    with dataset_lock(path.parent.name):  # ingest may be rewriting dataset.json too
+        meta = read_meta(dataset_name)
+        meta.update(fields)
+        workspace.atomic_write_json(path, meta)
+
+
+def get_orientation_matters(dataset_name: str) -> bool:
+    """The dataset's ``orientation_matters``, read afresh from ``dataset.json``.
+
+    See :attr:`Dataset.orientation_matters` for the default of older datasets.
+    """
+    return _orientation_matters(read_meta(dataset_name), workspace.dataset_dir(dataset_name))
+
+
+def set_orientation_matters(dataset_name: str, value: bool) -> None:
+    """Record whether mirroring or turning the dataset's images changes their meaning.
+
+    Raises:
+        CnnlabError: when ``value`` is not a boolean, or there is no such dataset.
+    """
+    if not isinstance(value, bool):
+        raise CnnlabError(
+            f"`{ORIENTATION_FIELD}` must be one of False, True. "
+            f"Received: {ORIENTATION_FIELD}={value!r}"
+        )
+    update_meta(dataset_name, **{ORIENTATION_FIELD: value})
+
+
+def _orientation_matters(meta: dict[str, Any], folder: Path) -> bool:
+    stored = meta.get(ORIENTATION_FIELD)
+    if stored is None:
+        # Recorded since ingest stores it; older grayscale data are usually digits or scans.
+        return int(meta.get("channels", 3)) == 1
+    if not isinstance(stored, bool):
+        raise CnnlabError(
+            f"`{ORIENTATION_FIELD}` in {folder / 'dataset.json'} must be one of False, True. "
+            f"Received: {ORIENTATION_FIELD}={stored!r}. Set it on the Data page "
+            "(Augmentation tab) or fix that field in dataset.json."
+        )
+    return stored

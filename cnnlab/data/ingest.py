@@ -117,6 +117,7 @@ class _Source:
     entries: Iterator[_Entry]
     total: int  # entries expected, for progress (0 when unknown)
     description: str  # stored as dataset.json "source"
+    orientation_matters: bool = False  # stored in a new dataset.json; photos by default
 
 
 # -- public API -------------------------------------------------------------------------
@@ -305,6 +306,7 @@ def _create(
             "split": dict(zip(SPLITS, fractions, strict=True)),
             "seed": seed,
             "augment": {},
+            "orientation_matters": source.orientation_matters,
             "rejected": rejected[:MAX_REJECTED_KEPT],
             "ignored": ignored,
         }
@@ -538,7 +540,9 @@ def _open_source(source: Any, options: dict | None, seed: int) -> _Source:
             _Entry(source=file, label=label, image=image)
             for label, file, image in samples.sample_images(spec)
         )
-        return _Source(entries, samples.sample_size(spec), samples.describe(spec))
+        return _Source(
+            entries, samples.sample_size(spec), samples.describe(spec), spec.orientation_matters
+        )
     if hasattr(source, "read"):
         shown = os.path.basename(str(getattr(source, "name", "") or "upload.zip"))
         return _zip_source(_seekable(source), shown)

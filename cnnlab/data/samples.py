@@ -1,7 +1,9 @@
 """Built-in sample datasets: ``sample:digits`` and ``sample:shapes``.
 
 Each sample is a generator of ``(label, name, image)`` that ingest stores exactly like
-uploaded pictures, so samples go through the same checks, hashing and splitting.
+uploaded pictures, so samples go through the same checks, hashing and splitting. Each
+sample's spec class also declares the dataset's ``orientation_matters`` (whether
+mirroring or turning an image changes its meaning; see ``cnnlab.data.dataset``).
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ class ShapesSpec(Spec):
     """Options of the generated ``sample:shapes`` dataset."""
 
     kind = "sample:shapes option"
+    orientation_matters = True  # stored in dataset.json; a class attribute, not an option
 
     count: int = param(120, Range(3, 5000, integer=True), "images of the largest class")
     image_size: int = param(64, Range(16, 256, integer=True), "side of each image, in pixels")
@@ -42,6 +45,7 @@ class DigitsSpec(Spec):
     """``sample:digits`` has no options."""
 
     kind = "sample:digits option"
+    orientation_matters = True  # a mirrored 3 or an upturned 6 is not the same digit
 
 
 SAMPLES = {"digits": DigitsSpec, "shapes": ShapesSpec}

@@ -51,6 +51,10 @@ from cnnlab.models.store import resolve_arch
 BACKBONE_FEATURES = "backbone_features"
 _BLOCK_OUTPUT = re.compile(r"^(conv|sepconv|pointwise|res|gated)_\d+$")
 _CONV_TYPES = (layers.Conv2D, layers.SeparableConv2D, layers.DepthwiseConv2D)
+# Keras's default (0.99) averages over ~100 steps: a small photo set has about 10 steps
+# an epoch, so validation early in a run used statistics far from the data's and
+# collapsed to one class. 0.9 (PyTorch's default) follows the data within an epoch.
+BN_MOMENTUM = 0.9
 
 
 def build_model(
@@ -126,7 +130,7 @@ def _conv_bn_act(x, name, filters, kernel, stride, padding, activation, batch_no
             filters, kernel, stride, padding, activation=_activation(activation), name=name
         )(x)
     x = layers.Conv2D(filters, kernel, stride, padding, use_bias=False, name=f"{name}_conv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation(activation, name=name)(x)
 
 
@@ -165,7 +169,7 @@ def _separable(block: SeparableConv, x, name):
         use_bias=False,
         name=f"{name}_conv",
     )(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn")(x)
     return layers.Activation(block.activation, name=name)(x)
 
 
@@ -177,11 +181,13 @@ def _residual(block: Residual, x, name):
             f, 1, block.stride, "same", use_bias=not bn, name=f"{name}_shortcut"
         )(x)
         if bn:
-            shortcut = layers.BatchNormalization(name=f"{name}_shortcut_bn")(shortcut)
+            shortcut = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_shortcut_bn")(
+                shortcut
+            )
     y = _conv_bn_act(x, f"{name}_a", f, k, block.stride, "same", block.activation, bn)
     if bn:
         y = layers.Conv2D(f, k, 1, "same", use_bias=False, name=f"{name}_b_conv")(y)
-        y = layers.BatchNormalization(name=f"{name}_b_bn")(y)
+        y = layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_b_bn")(y)
     else:
         y = layers.Conv2D(f, k, 1, "same", name=f"{name}_b_conv")(y)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
@@ -373,6 +379,18 @@ def set_fine_tuning(backbone_layers: list, fine_tune_last: int) -> None:
     for index, layer in enumerate(backbone_layers):
         trained = index >= first_trained and not isinstance(layer, layers.BatchNormalization)
         layer.trainable = trained
+
+
+def fine_tune_backbone(model: keras.Model, fine_tune_last: int) -> bool:
+    """Let the last ``fine_tune_last`` layers of ``model``'s backbone train (see
+    :func:`set_fine_tuning`); False when the model has no backbone. Recompile after."""
+    names = [layer.name for layer in model.layers]
+    if BACKBONE_FEATURES not in names:
+        return False
+    own = {"pixels", "resize", "augmentation", "rescale", "preprocess", "gray_to_rgb"}
+    first = max(index for index, name in enumerate(names) if name in own) + 1
+    set_fine_tuning(model.layers[first : names.index(BACKBONE_FEATURES)], fine_tune_last)
+    return True
 
 
 def _application_weights(weights: str, title: str) -> str | None:

@@ -85,6 +85,8 @@ class VggOptions(Spec):
     stages: int = param(3, Range(1, 5, integer=True), "stages of two convs and a pooling")
     batch_norm: bool = param(True, None, "batch normalisation after each conv")
     dropout: float = param(0.3, _DROPOUT, "dropout before the classifier")
+    # 2 halves the image in the first layer: about 4x less work, for photos on a CPU.
+    stem_stride: int = param(1, Range(1, 2, integer=True), "stride of the first convolution")
 
 
 @dataclass(frozen=True)
@@ -155,8 +157,9 @@ def vgg_small(options: VggOptions) -> tuple[Block, ...]:
     blocks: list[Block] = []
     for stage in range(options.stages):
         filters = options.width * 2**stage
-        for _ in range(2):
-            blocks.append(Conv(filters, 3, 1, "same", "relu", options.batch_norm))
+        for index in range(2):
+            stride = options.stem_stride if stage == index == 0 else 1
+            blocks.append(Conv(filters, 3, stride, "same", "relu", options.batch_norm))
         blocks.append(Pool("max", 2))
     return (*blocks, GlobalPool("average"), Dropout(options.dropout))
 

@@ -27,6 +27,8 @@ BATCH_EVENT_INTERVAL_S = 0.5
 CANCEL_CHECK_INTERVAL_S = 0.2
 # Checkpoints are written at most this often (and always when training ends).
 CHECKPOINT_INTERVAL_S = 10.0
+# Fine-tuning a pretrained backbone uses a tenth of the classifier's learning rate.
+FINE_TUNE_LR_FACTOR = 0.1
 
 
 def _plain_logs(logs: dict | None) -> dict[str, float]:
@@ -157,15 +159,22 @@ class EpochSchedule(keras.callbacks.Callback):
     """Sets the learning rate at the start of each epoch: warm-up, then cosine or steps.
 
     Keyed on the epoch number, so a resumed run picks the schedule up where it was.
-    The plateau schedule is Keras' ReduceLROnPlateau after the warm-up.
+    The plateau schedule is Keras' ReduceLROnPlateau after the warm-up. With a time
+    budget, ``progress()`` (the share of the training time used) lets the cosine reach
+    its floor when the time runs out, even if fewer epochs than planned fit.
     """
 
-    def __init__(self, rate: Callable[[int], float | None]):
+    def __init__(
+        self,
+        rate: Callable[[int, float], float | None],
+        progress: Callable[[], float] = lambda: 0.0,
+    ):
         super().__init__()
         self.rate = rate
+        self.progress = progress
 
     def on_epoch_begin(self, epoch, logs=None):
-        value = self.rate(epoch)
+        value = self.rate(epoch, self.progress())
         if value is not None:
             self.model.optimizer.learning_rate = value
 
@@ -176,10 +185,16 @@ class EpochSchedule(keras.callbacks.Callback):
             )
 
 
-def learning_rate_at(spec, epoch: int) -> float | None:
-    """The scheduled learning rate of ``epoch`` (0-based); None = leave it (plateau)."""
+def learning_rate_at(spec, epoch: int, time_used: float = 0.0) -> float | None:
+    """The scheduled learning rate of ``epoch`` (0-based); None = leave it (plateau).
+
+    ``time_used`` (0-1) is the share of a time budget already spent; the cosine follows
+    whichever of epochs and time is further along.
+    """
     peak, floor = spec.learning_rate, spec.min_learning_rate
     warmup = spec.warmup_epochs
+    if spec.fine_tune_at and epoch >= spec.fine_tune_at:
+        peak, floor = peak * FINE_TUNE_LR_FACTOR, floor * FINE_TUNE_LR_FACTOR
     if epoch < warmup:
         return peak * (epoch + 1) / (warmup + 1)
     after = epoch - warmup
@@ -187,11 +202,53 @@ def learning_rate_at(spec, epoch: int) -> float | None:
         return peak
     if spec.schedule == "cosine":
         span = max(1, spec.epochs - warmup)
-        return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * after / span))
+        done = min(1.0, max(after / span, time_used))
+        return floor + 0.5 * (peak - floor) * (1 + math.cos(math.pi * done))
     if spec.schedule == "step":
         return max(floor, peak * spec.lr_factor ** (after // spec.step_epochs))
     # plateau: set the peak once when the warm-up ends, then ReduceLROnPlateau decides.
     return peak if epoch == warmup else None
+
+
+class TimeBudget(keras.callbacks.Callback):
+    """Stops training when the next epoch would not end before ``deadline``.
+
+    At each epoch end it predicts the next epoch's length from the ones so far (the
+    first, which traces the model, is left out once there are others); a single epoch
+    longer than the whole budget is cut between batches at the deadline (like a cancel,
+    that epoch is not recorded, so the best checkpoint stays a whole epoch).
+
+    Attributes:
+        stopped: training was stopped by the budget.
+        stopped_mid_epoch: the epoch that ended last was cut short.
+    """
+
+    def __init__(self, deadline: float, clock: Callable[[], float] = time.monotonic):
+        super().__init__()
+        self.deadline = deadline
+        self.clock = clock
+        self.stopped = False
+        self.stopped_mid_epoch = False
+        self._epoch_start = 0.0
+        self._epoch_seconds: list[float] = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch_start = self.clock()
+
+    def on_train_batch_end(self, batch, logs=None):
+        if not self.stopped and self.clock() >= self.deadline:
+            self.stopped = self.stopped_mid_epoch = True
+            self.model.stop_training = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        now = self.clock()
+        self._epoch_seconds.append(now - self._epoch_start)
+        if self.stopped:
+            return
+        recent = self._epoch_seconds[1:] or self._epoch_seconds
+        if now + sum(recent) / len(recent) > self.deadline:
+            self.stopped = True
+            self.model.stop_training = True
 
 
 class CheckpointCallback(keras.callbacks.Callback):
@@ -212,14 +269,16 @@ class CheckpointCallback(keras.callbacks.Callback):
         history: dict[str, list[float]],
         interval: float = CHECKPOINT_INTERVAL_S,
         incomplete: Callable[[], bool] = lambda: False,
+        start: int = 0,
     ):
         super().__init__()
         self.folder = Path(folder)
         self.incomplete = incomplete  # true when the epoch ending now was cut short
         self.monitor = monitor
         self.interval = interval
+        self.start = start  # from this epoch index on, only later epochs can be best
         self.history = {key: list(values) for key, values in history.items()}
-        best = best_in_history(self.history, monitor)
+        best = best_in_history(self.history, monitor, start)
         self.best_epoch = best[0] if best else None
         self.best = best[1] if best else None
         self._saved_at = -math.inf
@@ -246,6 +305,8 @@ class CheckpointCallback(keras.callbacks.Callback):
             self._unsaved_last = None  # never keep a NaN model as "last"
             return
         value = logs.get(self.monitor)
+        if epoch == self.start:
+            self.best = None  # the epochs before the start no longer compete
         if value is not None and monitor_improved(self.monitor, value, self.best):
             self.best, self.best_epoch = value, epoch
             self._unsaved_best = (epoch, value)

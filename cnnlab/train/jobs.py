@@ -115,7 +115,8 @@ def prepare_run(dataset_name: Any, arch: Any = "auto", spec: Any = None, **extra
         arch_spec.resolved_blocks(), train_spec.image_size, dataset.channels, len(class_names)
     )
     if train_spec.augmentation == "dataset":
-        train_spec = train_spec.with_changes(augmentation=load_augment(dataset.name).to_dict())
+        saved = load_augment(dataset.name).for_orientation(dataset.orientation_matters)
+        train_spec = train_spec.with_changes(augmentation=saved.to_dict())
     elif isinstance(train_spec.augmentation, dict):
         from cnnlab.data.augment import AugmentSpec
 

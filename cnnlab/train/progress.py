@@ -49,7 +49,11 @@ def run_progress(run_id: str) -> dict[str, Any]:
         "position": None,
         "history": history,
         # From the history, not checkpoints.json: checkpoints are written every few seconds.
-        "best_epoch": _best_epoch(history, info.train.get("monitor", "val_loss"))
+        "best_epoch": _best_epoch(
+            history,
+            info.train.get("monitor", "val_loss"),
+            int(info.train.get("early_stopping_start") or 0),
+        )
         or (checkpoints.get("best") or {}).get("epoch"),
         "metrics": runs.read_metrics(run_id),
         "cancelling": False,
@@ -87,8 +91,8 @@ def run_progress(run_id: str) -> dict[str, Any]:
     return summary
 
 
-def _best_epoch(history: dict[str, list[float]], monitor: str) -> int | None:
-    best = runs.best_in_history(history, monitor)
+def _best_epoch(history: dict[str, list[float]], monitor: str, start: int = 0) -> int | None:
+    best = runs.best_in_history(history, monitor, start)
     return best[0] + 1 if best else None
 
 

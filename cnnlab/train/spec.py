@@ -64,6 +64,10 @@ class TrainSpec(Spec):
     monitor: str = param("val_loss", Choice(MONITORS), "validation value to watch")
     # Epochs without improvement before early stopping ends the run.
     patience: int = param(5, Range(1, 100, integer=True), "early stopping: epochs to wait")
+    # A short run's first epochs are noisy: early stopping only acts from this epoch on.
+    early_stopping_start: int = param(
+        0, Range(0, 500, integer=True), "early stopping: epochs before it may stop the run"
+    )
     # End with the best epoch's weights instead of the last epoch's.
     restore_best_weights: bool = param(True, None, "finish with the best epoch's weights")
     # none, balanced (scikit-learn's compute_class_weight) or custom per class.
@@ -76,6 +80,19 @@ class TrainSpec(Spec):
     augmentation: Any = param("dataset", None, "augmentation during training")
     # float16 compute with float32 weights; auto = on when training on a GPU.
     mixed_precision: str = param("auto", Choice(MIXED_PRECISION), "mixed precision")
+    # Transfer runs: from this epoch on, the backbone's top layers train too (at a tenth
+    # of the learning rate); before it only the classifier learns. 0 = never.
+    fine_tune_at: int = param(
+        0, Range(0, 500, integer=True), "transfer: epoch from which the backbone's top trains"
+    )
+    # Transfer runs: how many of the backbone's last layers train from fine_tune_at.
+    fine_tune_last: int = param(
+        30, Range(1, 1000, integer=True), "transfer: backbone layers fine-tuned"
+    )
+    # Training stops on time too: the last epoch that fits, then the test split is scored.
+    budget_minutes: float = param(
+        0.0, Range(0.0, 1440.0), "time budget of the run in minutes; 0 = no limit"
+    )
     # Seeds weights, shuffling and augmentation; same seed + spec on CPU = same result.
     seed: int = param(0, Range(0, 2**31 - 1, integer=True), "random seed")
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -207,6 +208,9 @@ class Trainer:
                 f"{self.run_id} was made with {class_names}; fork a new run instead."
             )
         started = time.time()
+        # The budget counts from here (the worker's start), and keeps time for scoring
+        # the test split and the final checkpoint.
+        self._deadline = _deadline(time.monotonic(), spec.budget_minutes)
         self._set_status(
             "running",
             started=info.meta.get("started") or runs.now_iso(),
@@ -224,7 +228,7 @@ class Trainer:
         if not device["gpu_count"]:
             # Same seed + spec on the CPU must give the same numbers.
             self._determinism_before = _op_determinism(True)
-        strategy = devices.choose_strategy()
+        strategy = self._strategy = devices.choose_strategy()
         runs.update_run(
             self.run_id,
             device={
@@ -252,12 +256,7 @@ class Trainer:
         with strategy.scope():
             model, compiled = self._model(dataset, info, spec)
             if not compiled:
-                model.compile(
-                    optimizer=make_optimizer(spec),
-                    loss=make_loss(spec),
-                    metrics=["accuracy"],
-                    steps_per_execution=_steps_per_execution(batches),
-                )
+                _compile(model, spec, batches)
         self.model_ = model
         # Continuing a finished run asks for more epochs: early stopping waits afresh.
         fresh_wait = info.meta.get("continued_from_epoch") == initial_epoch
@@ -275,16 +274,25 @@ class Trainer:
                     "device": device["device"],
                 }
             )
-            model.fit(
-                train_ds,
-                validation_data=val_ds,
-                epochs=spec.epochs,
-                initial_epoch=initial_epoch,
-                class_weight=self.class_weights_,
-                callbacks=callbacks,
-                shuffle=False,  # the pipeline shuffles
-                verbose=0,
-            )
+            for start, end in _phases(spec, initial_epoch):
+                if (
+                    start
+                    and start == spec.fine_tune_at
+                    and not self._start_fine_tuning(model, spec, batches)
+                ):
+                    end = spec.epochs  # no backbone to fine-tune: one plain phase
+                model.fit(
+                    train_ds,
+                    validation_data=val_ds,
+                    epochs=end,
+                    initial_epoch=start,
+                    class_weight=self.class_weights_,
+                    callbacks=callbacks,
+                    shuffle=False,  # the pipeline shuffles
+                    verbose=0,
+                )
+                if model.stop_training or end == spec.epochs:
+                    break
         self.history_ = runs.read_history(self.run_id)
         if progress.nan_at is not None:
             epoch, batch = progress.nan_at
@@ -298,8 +306,20 @@ class Trainer:
             return
         self._restore_best(model, spec)
         self.metrics_ = self._evaluate(model, dataset, spec, class_names, progress, started)
+        _remember_speed(info.arch, spec, dataset, self.metrics_.get("train_images_per_s"))
         self.status_ = "completed"
         self._set_status("completed", finished=runs.now_iso())
+
+    def _start_fine_tuning(self, model, spec: TrainSpec, batches: int) -> bool:
+        """Unfreeze the backbone's top and recompile (Keras needs it for trainability)."""
+        from cnnlab.models.builder import fine_tune_backbone
+
+        if not fine_tune_backbone(model, spec.fine_tune_last):
+            return False
+        with self._strategy.scope():
+            _compile(model, spec, batches)
+        self._emit({"type": "phase", "epoch": spec.fine_tune_at, "phase": "fine-tuning"})
+        return True
 
     def _datasets(self, dataset, spec: TrainSpec, labels: np.ndarray):
         from cnnlab.data.pipeline import make_dataset
@@ -380,10 +400,24 @@ class Trainer:
             images=images,
             cancel_check=cancel_check,
         )
+        budget = cb.TimeBudget(self._deadline) if self._deadline is not None else None
         checkpoint = cb.CheckpointCallback(
-            self.path_, spec.monitor, history, incomplete=lambda: progress.stopped_mid_epoch
+            self.path_,
+            spec.monitor,
+            history,
+            incomplete=lambda: (
+                progress.stopped_mid_epoch or bool(budget and budget.stopped_mid_epoch)
+            ),
+            start=spec.early_stopping_start,
         )
-        callbacks = [cb.EpochSchedule(lambda epoch: cb.learning_rate_at(spec, epoch))]
+        training_start = time.monotonic()
+
+        def time_used() -> float:
+            if self._deadline is None:
+                return 0.0
+            return (time.monotonic() - training_start) / max(self._deadline - training_start, 1e-9)
+
+        callbacks = [cb.EpochSchedule(partial(cb.learning_rate_at, spec), time_used)]
         mode = "min" if spec.monitor.endswith("loss") else "max"
         if spec.schedule == "plateau":
             callbacks.append(
@@ -396,7 +430,9 @@ class Trainer:
                 )
             )
         if spec.early_stopping:
-            best = cb.best_in_history(history, spec.monitor)
+            best = cb.best_in_history(history, spec.monitor, spec.early_stopping_start)
+            if best and best[0] < spec.early_stopping_start:
+                best = None  # early stopping has not started watching yet
             callbacks.append(
                 cb.ResumableEarlyStopping(
                     monitor=spec.monitor,
@@ -404,10 +440,14 @@ class Trainer:
                     patience=spec.patience,
                     initial_best=best[1] if best else None,
                     initial_wait=0 if fresh_wait or not best else initial_epoch - 1 - best[0],
+                    start_from_epoch=spec.early_stopping_start,
                 )
             )
+        if budget is not None:
+            callbacks.append(budget)
         callbacks += [checkpoint, progress]
         self._checkpoint = checkpoint
+        self._budget = budget
         return callbacks, progress
 
     def _restore_best(self, model, spec: TrainSpec) -> None:
@@ -436,6 +476,7 @@ class Trainer:
             # Steady state: the median epoch after the first (which traces and fills caches),
             # robust to another program briefly taking the CPU.
             "train_images_per_s": float(np.median(steady)) if steady else None,
+            "stopped_on_time": bool(self._budget and self._budget.stopped),
         }
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             values = history.get(key) or []
@@ -494,6 +535,43 @@ def _op_determinism(enabled: bool) -> bool:
     else:
         config.disable_op_determinism()
     return before
+
+
+def _remember_speed(arch: dict, spec: TrainSpec, dataset, images_per_s: float | None) -> None:
+    """This run's steady speed, for the auto recipe's next estimate on this device."""
+    from cnnlab.train import probe
+
+    if not images_per_s or spec.oversample:
+        return
+    args = (arch, spec.image_size, dataset.channels)
+    macs = probe.macs_per_image(*args, max(2, len(dataset.class_names)))
+    key = probe.model_key(*args, spec.batch_size, spec.augmentation)
+    probe.record_throughput(key, images_per_s, "run", macs)
+
+
+def _compile(model, spec: TrainSpec, batches: int) -> None:
+    model.compile(
+        optimizer=make_optimizer(spec),
+        loss=make_loss(spec),
+        metrics=["accuracy"],
+        steps_per_execution=_steps_per_execution(batches),
+    )
+
+
+def _phases(spec: TrainSpec, initial_epoch: int) -> list[tuple[int, int]]:
+    """``(first, end)`` epoch ranges to fit: one, or frozen then fine-tuned for transfer."""
+    switch = spec.fine_tune_at
+    if switch and initial_epoch < switch < spec.epochs:
+        return [(initial_epoch, switch), (switch, spec.epochs)]
+    return [(initial_epoch, spec.epochs)]
+
+
+def _deadline(start: float, budget_minutes: float) -> float | None:
+    """When training must stop so the run, scored, ends inside ``budget_minutes``."""
+    if not budget_minutes:
+        return None
+    budget = budget_minutes * 60
+    return start + budget - min(0.05 * budget, 30.0) - 2.0
 
 
 def _steps_per_execution(batches: int) -> int:

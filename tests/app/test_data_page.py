@@ -132,3 +132,60 @@ def test_gallery_pages_stay_small(workspace, tmp_path):
     assert not at.exception
     assert "60 image(s) of class a" in text_of(at)
     assert at.number_input(key="gallery_page").max == 2
+
+
+def test_orientation_toggle_is_stored_and_honoured_by_the_preview(pets):
+    at = page("pets", tab="Augmentation")
+    assert not at.exception
+    toggle = at.toggle(key="orientation_matters")
+    assert toggle.value is False  # an uploaded folder of photos
+    assert "Orientation matters" in toggle.label and "digits" in toggle.help
+    # Photos start from flips; nothing is said about orientation.
+    assert at.selectbox(key="aug_horizontal_flip").value is True
+    assert "because orientation matters" not in text_of(at)
+
+    toggle.set_value(True).run()
+    assert not at.exception
+    assert load_dataset("pets").meta["orientation_matters"] is True
+    assert at.toggle(key="orientation_matters").value is True
+    # The flip chosen above stays in the form, but the preview leaves it out and says so.
+    assert "Flips are off" in text_of(at) and "because orientation matters" in text_of(at)
+
+    # A fresh session shows the stored value; switching it off again saves that.
+    at = page("pets", tab="Augmentation")
+    assert at.toggle(key="orientation_matters").value is True
+    at.toggle(key="orientation_matters").set_value(False).run()
+    assert not at.exception
+    assert load_dataset("pets").meta["orientation_matters"] is False
+    assert "because orientation matters" not in text_of(at)
+
+
+def test_orientation_toggle_follows_the_selected_dataset(pets, tmp_path):
+    from cnnlab.data.dataset import set_orientation_matters
+
+    folder = write_image_folders(tmp_path / "scans", {"a": 6, "b": 6}, mode="L")
+    ingest.ingest(folder, "scans")
+    set_orientation_matters("scans", True)
+    at = page("scans", tab="Augmentation")
+    assert at.toggle(key="orientation_matters").value is True
+    # Nothing saved: the starting recipe has no flip where orientation matters.
+    assert at.selectbox(key="aug_horizontal_flip").value is False
+    at.session_state["dataset"] = "pets"
+    at.run()
+    assert not at.exception
+    # pets' own value is shown, and the previous dataset's value was not written into it.
+    assert at.toggle(key="orientation_matters").value is False
+    assert load_dataset("pets").meta["orientation_matters"] is False
+    assert load_dataset("scans").meta["orientation_matters"] is True
+
+
+def test_augmentation_widgets_include_crop(pets):
+    at = page("pets", tab="Augmentation")
+    crop = at.slider(key="aug_crop")
+    assert (crop.min, crop.max, crop.value) == (0.0, 0.5, 0.0)
+    crop.set_value(0.3).run()
+    assert not at.exception
+    at.button(key="aug_save").click().run()
+    from cnnlab.data.augment import load_augment
+
+    assert load_augment("pets").crop == pytest.approx(0.3)

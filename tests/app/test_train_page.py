@@ -125,6 +125,19 @@ def test_the_form_follows_the_spec_and_the_recipe(tiny_dataset):
     assert at.selectbox(key="train_arch").value == "auto"
 
 
+def test_the_budget_beside_start_changes_the_plan_and_its_estimate(tiny_dataset):
+    at = page(tiny_dataset)
+    assert not at.exception, at.exception
+    budget = at.number_input(key=f"train_budget_{tiny_dataset}")
+    assert budget.value == 5.0 and (budget.min, budget.max) == (0.0, 1440.0)
+    text = text_of(at)
+    assert "of a 5 min budget" in text and "No pretrained weights at hand" in text
+    budget.set_value(0.25).run()
+    assert not at.exception, at.exception
+    text = text_of(at)
+    assert "of a 0.25 min budget" in text
+
+
 def test_start_training_launches_a_worker_and_watches_the_run(tiny_dataset, monkeypatch):
     from cnnlab import train
 
@@ -287,4 +300,5 @@ def test_custom_class_weights_come_from_the_table(tiny_dataset, monkeypatch):
     spec = launched["spec"]
     assert spec.class_weight == "custom"
     assert spec.custom_weights == {"cat": 1.0, "dog": 1.0, "fox": 1.0}
-    assert launched["arch"] == "auto"  # resolved for the image size chosen in the form
+    # "auto" at the plan's image size is the plan's own network.
+    assert launched["arch"].preset_name == "simple"

@@ -81,10 +81,12 @@ def test_every_field_has_limits_and_help():
         assert AugmentSpec.help(field.name), field.name
 
 
-def test_recommended_is_mild_and_skips_flips_for_grayscale():
+def test_recommended_is_mild_and_skips_flips_for_grayscale_or_oriented_data():
     colour, gray = AugmentSpec.recommended(3), AugmentSpec.recommended(1)
+    oriented = AugmentSpec.recommended(3, orientation_matters=True)
     assert colour.horizontal_flip and not gray.horizontal_flip
-    for spec in (colour, gray):
+    assert not oriented.horizontal_flip and not oriented.vertical_flip
+    for spec in (colour, gray, oriented):
         assert not spec.is_neutral()
         for field in dataclasses.fields(spec):
             limits = AugmentSpec.limits(field.name)
@@ -179,6 +181,63 @@ def test_a_model_holding_every_op_saves_and_loads(tmp_path):
     assert names == ["to_float32", *registered_ops(), "clip_0_255"]
     images = np.stack([_image(24, 3, seed) for seed in range(2)])
     np.testing.assert_array_equal(loaded.predict(images, verbose=0), images)
+
+
+def _centred_square(batch=8, size=32, side=8):
+    images = np.zeros((batch, size, size, 1), np.uint8)
+    start = (size - side) // 2
+    images[:, start : start + side, start : start + side] = 255
+    return images
+
+
+def _extent(image):
+    """Height and width of the bright region of one (H, W, 1) image."""
+    bright = image[..., 0] > 127
+    return int(bright.any(axis=1).sum()), int(bright.any(axis=0).sum())
+
+
+def test_crop_zooms_in_with_varying_aspect_and_only_when_training():
+    images = _centred_square()
+    stack = build_augmentation(AugmentSpec(crop=0.5), 1, seed=3)
+    assert [layer.name for layer in stack.layers] == ["to_float32", "crop", "clip_0_255"]
+    out = np.asarray(stack(images, training=True))
+    extents = [_extent(image) for image in out]
+    # Zoom in only: the centred square never shrinks, and it grows in most variants.
+    assert all(height >= 8 and width >= 8 for height, width in extents), extents
+    assert sum(height > 8 or width > 8 for height, width in extents) >= len(extents) // 2
+    # Height and width are drawn independently, so the square becomes a rectangle.
+    assert any(height != width for height, width in extents), extents
+    # Around the centre: the grown square stays centred (to within interpolation).
+    rows = np.where(out[0, :, :, 0].max(axis=1) > 127)[0]
+    assert abs((rows[0] + rows[-1]) / 2 - 15.5) <= 1.0
+    np.testing.assert_array_equal(np.asarray(stack(images, training=False)), images)
+
+
+def test_crop_comes_before_zoom_and_translation():
+    ops = registered_ops()
+    assert ops.index("vertical_flip") < ops.index("crop") < ops.index("rotation")
+    assert ops.index("crop") < ops.index("zoom") < ops.index("translation")
+    spec = AugmentSpec(crop=0.2, zoom=0.1, translation=0.1)
+    assert spec.active_ops() == ["crop", "zoom", "translation"]
+
+
+def test_a_model_with_crop_saves_and_loads_without_custom_objects(tmp_path):
+    import keras
+
+    spec = AugmentSpec(crop=0.3, translation=0.1, horizontal_flip=True)
+    inputs = keras.Input((24, 24, 3), dtype="uint8")
+    outputs = build_augmentation(spec, 3, seed=0)(inputs)
+    model = keras.Model(inputs, outputs)
+    model.save(tmp_path / "model.keras")
+    loaded = keras.models.load_model(tmp_path / "model.keras")
+    crop = loaded.get_layer("augmentation").get_layer("crop")
+    assert isinstance(crop, keras.layers.RandomZoom)
+    config = crop.get_config()
+    assert list(config["height_factor"]) == list(config["width_factor"]) == [-0.3, 0.0]
+    images = np.stack([_image(24, 3, seed) for seed in range(2)])
+    np.testing.assert_array_equal(loaded.predict(images, verbose=0), images)
+    varied = np.asarray(loaded.get_layer("augmentation")(images, training=True))
+    assert not np.allclose(varied, images)
 
 
 # --- preview ---------------------------------------------------------------------------

@@ -28,6 +28,7 @@ def test_digits_sample(workspace):
     assert list(report.classes) == [str(d) for d in range(10)]
     dataset = Dataset("digits")
     assert dataset.channels == 1 and dataset.meta["source"] == "sample:digits"
+    assert dataset.meta["orientation_matters"] is True
     first = dataset.records[0]
     assert (first.width, first.height) == (32, 32)
     with Image.open(dataset.path / first.file) as image:
@@ -43,6 +44,8 @@ def test_shapes_sample_is_imbalanced_and_deterministic(workspace):
     assert report.health["imbalance_ratio"] == 8.0
     dataset = Dataset("shapes")
     assert dataset.channels == 3
+    # Recorded, not defaulted: a colour dataset would otherwise count as photos.
+    assert dataset.meta["orientation_matters"] is True
     assert dataset.meta["source"].startswith("sample:shapes(count=24, image_size=32")
     with Image.open(dataset.path / dataset.records[0].file) as image:
         assert image.mode == "RGB" and image.size == (32, 32)
@@ -82,6 +85,7 @@ def test_cli_ingest_json(workspace, image_folders, capsys):
     assert report["dataset"] == "pets" and report["images"] == 24
     assert report["classes"] == {"cat": 8, "dog": 8, "fox": 8}
     assert Dataset("pets").meta["seed"] == 2
+    assert Dataset("pets").meta["orientation_matters"] is False
 
 
 def test_cli_ingest_summary_with_rejections(workspace, image_folders, capsys):
@@ -140,8 +144,9 @@ def test_cli_datasets(workspace, image_folders, capsys):
     listing = json.loads(capsys.readouterr().out)["datasets"]
     assert len(listing) == 1
     row = listing[0]
-    assert set(row) == {"name", "images", "classes", "channels", "created"}
+    assert set(row) == {"name", "images", "classes", "channels", "created", "orientation_matters"}
     assert (row["name"], row["images"], row["classes"], row["channels"]) == ("pets", 24, 3, 3)
+    assert row["orientation_matters"] is False
     assert main(["datasets"]) == 0
     assert "pets" in capsys.readouterr().out
 

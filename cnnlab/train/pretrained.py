@@ -1,0 +1,124 @@
+"""Pretrained weights for the auto recipe: where they are, or why there are none.
+
+Teachable Machine and Create ML start from a network trained on ImageNet, and so does
+``auto`` whenever MobileNetV2's ImageNet weights (without its top) are at hand:
+
+1. a file the user names in ``CNNLAB_PRETRAINED_WEIGHTS`` (any MobileNetV2
+   ``include_top=False`` weights file, e.g. copied from a machine with internet);
+2. Keras's own cache (``$KERAS_HOME/models`` or ``~/.keras/models``), where
+   ``keras.applications`` keeps what it downloaded;
+3. the download itself, when the machine reaches Keras's weight store (checked once
+   per process with a two-second request; ``CNNLAB_OFFLINE=1`` skips the check).
+
+The plan then trains the classifier on the frozen backbone for half the epochs and
+fine-tunes the backbone's top layers (batch normalisation kept frozen) for the rest, at
+a tenth of the learning rate. Without weights, :func:`why_not` says so in one line and
+the recipe trains from scratch.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from cnnlab.errors import CnnlabError
+
+BACKBONE = "mobilenetv2"
+WEIGHTS_ENV = "CNNLAB_PRETRAINED_WEIGHTS"
+OFFLINE_ENV = "CNNLAB_OFFLINE"
+# The cached sizes Keras publishes, cheapest-that-works first for a CPU.
+CACHE_SIZES = (128, 160, 96, 192, 224)
+IMAGE_SIZE = 128  # for a user's own file (any size loads: the shapes do not depend on it)
+EPOCHS = 12  # frozen for the first half, fine-tuned for the second
+FINE_TUNE_LAST = 30  # backbone layers trained in the second half (about its last 3 blocks)
+STORE = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_v2/"
+
+
+@dataclass(frozen=True)
+class Weights:
+    """ImageNet weights of the backbone that a run can use."""
+
+    source: str  # a file path, or "imagenet" (Keras downloads it)
+    image_size: int  # the size to train at
+    note: str  # one line for the page and CLI
+
+
+def weights_file_name(size: int) -> str:
+    return f"mobilenet_v2_weights_tf_dim_ordering_tf_kernels_1.0_{size}_no_top.h5"
+
+
+def keras_cache() -> Path:
+    return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def find_weights() -> Weights | None:
+    """The first of the user's file, Keras's cache and the download that is at hand.
+
+    Raises:
+        CnnlabError: when ``CNNLAB_PRETRAINED_WEIGHTS`` names no file.
+    """
+    named = os.environ.get(WEIGHTS_ENV, "").strip()
+    if named:
+        path = Path(named).expanduser()
+        if not path.is_file():
+            raise CnnlabError(
+                f"{WEIGHTS_ENV} names {named!r}, which is not a file. Point it at a "
+                "MobileNetV2 include_top=False weights file (.h5), or unset it."
+            )
+        return Weights(str(path), IMAGE_SIZE, f"Starts from pretrained MobileNetV2 ({path.name}).")
+    for size in CACHE_SIZES:
+        cached = keras_cache() / weights_file_name(size)
+        if cached.is_file():
+            return Weights(
+                str(cached), size, "Starts from pretrained MobileNetV2 (ImageNet, Keras cache)."
+            )
+    if _downloadable():
+        return Weights(
+            "imagenet",
+            IMAGE_SIZE,
+            "Starts from pretrained MobileNetV2 (ImageNet, downloaded once).",
+        )
+    return None
+
+
+def why_not() -> str:
+    """Why the recipe trains from scratch, and how to change that."""
+    return (
+        "No pretrained weights at hand (no download, none in the Keras cache): training "
+        f"from scratch. Set {WEIGHTS_ENV} to a MobileNetV2 weights file to start from one."
+    )
+
+
+@functools.lru_cache(maxsize=1)
+def _downloadable() -> bool:
+    if os.environ.get(OFFLINE_ENV, "").strip() not in ("", "0"):
+        return False
+    request = urllib.request.Request(STORE + weights_file_name(IMAGE_SIZE), method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=2) as response:
+            return response.status == 200
+    except (OSError, ValueError):
+        return False
+
+
+def transfer_arch(weights: Weights) -> Any:
+    from cnnlab.models.spec import ArchSpec
+
+    return ArchSpec.preset(
+        "transfer", backbone=BACKBONE, weights=weights.source, fine_tune_last=0, dropout=0.2
+    )
+
+
+def train_fields(epochs: int) -> dict[str, Any]:
+    """TrainSpec fields of a transfer run: frozen first, fine-tuned from half-way."""
+    return {
+        "learning_rate": 1e-3,
+        "weight_decay": 0.01,
+        "fine_tune_at": max(1, epochs // 2),
+        "fine_tune_last": FINE_TUNE_LAST,
+        "early_stopping_start": max(1, epochs // 2),
+    }
