@@ -15,18 +15,13 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnnlab.evaluate import Evaluation
+from cnnlab.plots import styled
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6")
 
 
 def _layout(figure: go.Figure, title: str, height: int = 380) -> go.Figure:
-    figure.update_layout(
-        title=title,
-        height=height,
-        margin=dict(l=10, r=10, t=50, b=10),
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
-    )
-    return figure
+    return styled(figure, title, height, margin_t=50)
 
 
 def confusion_figure(evaluation: Evaluation, normalised: bool = False) -> go.Figure:

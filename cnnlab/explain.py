@@ -366,6 +366,8 @@ def gate_weights_figure(weights: dict[str, np.ndarray], labels: dict[str, list[s
     """One group of bars per gate: how much each branch counts for this image."""
     import plotly.graph_objects as go
 
+    from cnnlab.plots import styled
+
     figure = go.Figure()
     for name, values in weights.items():
         names = labels.get(name) or [f"branch {i + 1}" for i in range(len(values))]
@@ -377,11 +379,6 @@ def gate_weights_figure(weights: dict[str, np.ndarray], labels: dict[str, list[s
             textposition="auto",
         )
     figure.update_layout(
-        barmode="group",
-        height=280,
-        margin=dict(l=10, r=10, t=40, b=10),
-        yaxis=dict(range=[0, 1], tickformat=".0%", title="gate weight"),
-        title="Gate weights (each gate's branches sum to 100%)",
-        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+        barmode="group", yaxis=dict(range=[0, 1], tickformat=".0%", title="gate weight")
     )
-    return figure
+    return styled(figure, "Gate weights (each gate's branches sum to 100%)", height=280)

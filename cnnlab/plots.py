@@ -1,7 +1,9 @@
-"""Plotly figure builders: plain data in, ``go.Figure`` out.
+"""Plotly figure builders: plain data in, ``go.Figure`` out, and cnnlab's figure look.
 
 Figures for one concern may live beside it (``cnnlab.models.diagram``); this module
-holds the ones the Data page draws from a dataset's index and health report.
+holds the ones the Data page draws from a dataset's index and health report, and
+registers the ``cnnlab`` plotly template that every figure builder applies through
+:func:`styled`.
 """
 
 from __future__ import annotations
@@ -9,19 +11,43 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
+import plotly.io as pio
 
 from cnnlab.data.dataset import SPLITS, Record
 
 SPLIT_COLOURS = {"train": "#4C78A8", "val": "#F58518", "test": "#54A24B"}
 
+TEMPLATE = "cnnlab"
+# What every cnnlab figure shares: tight margins, the legend in a row above the plot.
+pio.templates[TEMPLATE] = go.layout.Template(
+    layout=dict(
+        margin=dict(l=10, r=10, t=40, b=10),
+        legend=dict(orientation="h", yanchor="bottom", y=1.0, xanchor="right", x=1),
+    )
+)
+# plotly's own legend placement (a column right of the plot), for figures that keep it.
+RIGHT_LEGEND = dict(orientation="v", yanchor="auto", y=1.0, xanchor="left", x=1.02)
+
+
+def styled(figure: go.Figure, title: str, height: int, **layout) -> go.Figure:
+    """Give ``figure`` its title, height and the ``cnnlab`` template; returns it.
+
+    The template goes on top of the session's default one (plotly's, or Streamlit's
+    inside the app, whose chart colours the pages keep), so only cnnlab's own
+    settings change. ``layout`` takes a figure's exceptions (``margin_t=50``).
+    """
+    base = pio.templates.default
+    template = f"{base}+{TEMPLATE}" if base and base != TEMPLATE else TEMPLATE
+    side = pio.templates[TEMPLATE].layout.margin
+    # Streamlit's chart theme overwrites a template's left and right margins with 0;
+    # set on the figure, the template's stay.
+    layout = {"margin_l": side.l, "margin_r": side.r, **layout}
+    figure.update_layout(template=template, title=title, height=height, **layout)
+    return figure
+
 
 def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
-    figure.update_layout(
-        title=title,
-        height=height,
-        margin=dict(l=10, r=10, t=40, b=10),
-    )
-    return figure
+    return styled(figure, title, height, legend=RIGHT_LEGEND)
 
 
 def class_balance_figure(health: dict) -> go.Figure:

@@ -24,10 +24,8 @@ from __future__ import annotations
 
 import contextlib
 import csv
-import fcntl
 import json
 import math
-import os
 import re
 import secrets
 import socket
@@ -38,6 +36,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import psutil
+from filelock import FileLock
+
 from cnnlab import workspace
 from cnnlab.errors import CnnlabError
 
@@ -46,6 +47,9 @@ ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 HEARTBEAT_TIMEOUT_S = 30.0
 HEARTBEAT_INTERVAL_S = 2.0
+# A recorded process start time matches the live one within this many seconds: on Linux
+# the start time is boot time (whole seconds) plus clock ticks, so it can round apart.
+PROCESS_START_TOLERANCE_S = 2.0
 
 RUN_FILE = "run.json"
 EVENTS_FILE = "events.jsonl"
@@ -180,15 +184,9 @@ def create_run(meta: dict[str, Any]) -> RunInfo:
     return RunInfo(run_id, path, meta["status"], meta)
 
 
-@contextlib.contextmanager
-def _locked(path: Path):
+def _locked(path: Path) -> FileLock:
     """Serialise read-modify-write of ``run.json`` between the worker and the UI/CLI."""
-    with open(path / ".run.lock", "a") as handle:
-        fcntl.flock(handle, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
+    return FileLock(path / ".run.lock")
 
 
 def update_run(run_id: str, **fields: Any) -> dict[str, Any]:
@@ -250,26 +248,46 @@ def resolve_status(meta: dict[str, Any], path: Path) -> str:
         return "interrupted"
     worker = meta.get("worker") or {}
     pid = worker.get("pid")
-    if pid and worker.get("host") == socket.gethostname() and not pid_alive(int(pid)):
+    if (
+        pid
+        and worker.get("host") == socket.gethostname()
+        and not pid_alive(int(pid), worker.get("process_started"))
+    ):
         return "interrupted"
     return status
 
 
-def pid_alive(pid: int) -> bool:
-    """Whether process ``pid`` exists on this machine and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+def pid_alive(pid: int, started: float | None = None) -> bool:
+    """Whether process ``pid`` runs on this machine; a zombie counts as dead.
+
+    Args:
+        pid: the process id.
+        started: its start time as :func:`process_started` recorded it, if known. A
+            process with this pid but another start time is a later one that reused
+            the pid, and the recorded process is dead.
+    """
+    if pid < 1:
         return False
-    except PermissionError:
+    try:
+        process = psutil.Process(pid)
+        if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD):
+            return False
+        if started is None:
+            return True
+        return abs(process.create_time() - float(started)) <= PROCESS_START_TOLERANCE_S
+    except psutil.NoSuchProcess:  # ZombieProcess is one too (macOS)
+        return False
+    except psutil.AccessDenied:  # it exists; another user's process
         return True
-    stat = Path(f"/proc/{pid}/stat")
-    if stat.exists():
-        with contextlib.suppress(OSError, IndexError):
-            # The state follows the parenthesised command name: "pid (comm) S ...".
-            state = stat.read_text().rsplit(")", 1)[1].split()[0]
-            return state not in ("Z", "X")
-    return True
+
+
+def process_started(pid: int | None = None) -> float | None:
+    """Start time of process ``pid`` (default: this one), seconds since the epoch;
+    None when it is gone or cannot be read."""
+    try:
+        return psutil.Process(pid).create_time()
+    except (psutil.NoSuchProcess, psutil.AccessDenied):
+        return None
 
 
 def touch_heartbeat(run_id_or_path: str | Path) -> None:

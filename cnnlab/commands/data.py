@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from typing import Any
+
+from tqdm import tqdm
 
 from cnnlab.cli import add_json_flag, print_json
 from cnnlab.data.dataset import Dataset, list_datasets
@@ -133,25 +134,18 @@ def _summary(report: IngestReport) -> str:
 
 
 class _ProgressBar:
-    """A one-line progress bar on stderr, redrawn at most ten times a second."""
+    """The files examined so far, as a tqdm bar on stderr when it is a terminal."""
 
     def __init__(self) -> None:
-        self.enabled = sys.stderr.isatty()
-        self.last = 0.0
-        self.drawn = False
+        self.bar: tqdm | None = None
 
     def __call__(self, done: int, total: int) -> None:
-        now = time.monotonic()
-        if not self.enabled or (now - self.last < 0.1 and done < total):
+        if self.bar is None:  # made at the first file, when the total is known
+            self.bar = tqdm(total=total, initial=done, unit="file", file=sys.stderr, disable=None)
             return
-        self.last = now
-        fraction = done / total if total else 0.0
-        bar = "#" * int(fraction * 30)
-        sys.stderr.write(f"\r[{bar:<30}] {done}/{total} files")
-        sys.stderr.flush()
-        self.drawn = True
+        self.bar.total = total  # it grows when the source could not count ahead
+        self.bar.update(done - self.bar.n)
 
     def close(self) -> None:
-        if self.drawn:
-            sys.stderr.write("\n")
-            sys.stderr.flush()
+        if self.bar is not None:
+            self.bar.close()

@@ -13,6 +13,8 @@ import sys
 import time
 from typing import Any, TextIO
 
+from tqdm import tqdm
+
 from cnnlab import runs
 from cnnlab.cli import add_json_flag, print_json
 from cnnlab.errors import CnnlabError
@@ -146,9 +148,9 @@ def _changes(args: argparse.Namespace) -> dict[str, Any]:
 # --- progress on stderr -------------------------------------------------------------------
 
 
-def _bar(fraction: float, width: int = 24) -> str:
-    filled = int(round(max(0.0, min(1.0, fraction)) * width))
-    return "#" * filled + "." * (width - filled)
+# The run's own numbers (the worker's img/s, the whole run's ETA) follow the bar, not
+# tqdm's rate and ETA, which would only time how fast events reach this process.
+BAR_FORMAT = "{desc} [{bar:24}] {n_fmt}/{total_fmt}{postfix}"
 
 
 class ProgressPrinter:
@@ -158,14 +160,41 @@ class ProgressPrinter:
         self.stream = stream
         self.enabled = enabled
         self.tty = enabled and hasattr(stream, "isatty") and stream.isatty()
-        self._open_line = False
+        self._bar: tqdm | None = None
+        self._bar_epoch: int | None = None
+
+    def close(self) -> None:
+        """Wipe the batch bar, if one is drawn (the next batch draws it again)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
 
     def _line(self, text: str) -> None:
-        if self._open_line:
-            self.stream.write("\r\033[K")
-            self._open_line = False
+        self.close()
         self.stream.write(text + "\n")
         self.stream.flush()
+
+    def _batch(self, event: dict[str, Any], logs: dict[str, Any]) -> None:
+        stats = (
+            f"loss {logs.get('loss', 0):.4f} acc {logs.get('accuracy', 0):.3f} "
+            f"{event.get('images_per_s', 0):.0f} img/s ETA {format_duration(event.get('eta_s'))}"
+        )
+        if self._bar is not None and self._bar_epoch == event["epoch"]:
+            self._bar.set_postfix_str(stats, refresh=False)
+            self._bar.update(event["batch"] - self._bar.n)
+            return
+        self.close()
+        self._bar = tqdm(
+            total=max(1, event["batches"]),
+            initial=event["batch"],
+            desc=f"epoch {event['epoch']}/{event['epochs']}",
+            postfix=stats,
+            file=self.stream,
+            bar_format=BAR_FORMAT,
+            dynamic_ncols=True,  # trimmed to the terminal, so \r redraws one row
+            leave=False,
+        )
+        self._bar_epoch = event["epoch"]
 
     def __call__(self, event: dict[str, Any]) -> None:
         if not self.enabled:
@@ -186,16 +215,7 @@ class ProgressPrinter:
                 f"{event.get('images')} images per epoch"
             )
         elif kind == "batch" and self.tty:
-            fraction = event["batch"] / max(1, event["batches"])
-            text = (
-                f"epoch {event['epoch']}/{event['epochs']} [{_bar(fraction)}] "
-                f"{event['batch']}/{event['batches']} loss {logs.get('loss', 0):.4f} "
-                f"acc {logs.get('accuracy', 0):.3f} {event.get('images_per_s', 0):.0f} img/s "
-                f"ETA {format_duration(event.get('eta_s'))}"
-            )
-            self.stream.write("\r\033[K" + text)
-            self.stream.flush()
-            self._open_line = True
+            self._batch(event, logs)
         elif kind == "epoch":
             self._line(
                 f"epoch {event['epoch']}/{event['epochs']}: loss {logs.get('loss', 0):.4f} "
@@ -248,6 +268,7 @@ def _watch(run_id: str, args: argparse.Namespace, started: float, plan: dict | N
     try:
         info = wait_for_run(run_id, on_event=printer)
     except KeyboardInterrupt:
+        printer.close()
         print(f"\nCancelling run {run_id}...", file=sys.stderr, flush=True)
         try:
             cancel_run(run_id)
@@ -264,6 +285,7 @@ def _watch(run_id: str, args: argparse.Namespace, started: float, plan: dict | N
         if args.json:
             print_json(result_of(info, time.monotonic() - started))
         return 130
+    printer.close()
     result = result_of(info, time.monotonic() - started)
     if info.status == "completed":
         accuracy = result["test_accuracy"]

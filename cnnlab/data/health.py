@@ -10,7 +10,6 @@ what to do about each. The fixes (:func:`remove_duplicates`, :func:`fix_label_co
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import statistics
 from collections import defaultdict
@@ -18,6 +17,8 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock
 
 from cnnlab import workspace
 from cnnlab.data.dataset import SPLITS, Dataset, Record, write_index
@@ -194,12 +195,8 @@ def dataset_lock(name: str) -> Iterator[None]:
     safe = workspace.safe_name(name, "dataset name")
     folder = workspace.datasets_root() / ".locks"
     folder.mkdir(parents=True, exist_ok=True)
-    with open(folder / f"{safe}.lock", "a+") as handle:
-        fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+    with FileLock(folder / f"{safe}.lock"):
+        yield
 
 
 def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:

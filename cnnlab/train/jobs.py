@@ -12,7 +12,6 @@ Nothing here imports TensorFlow: starting and watching a run stays instant.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import importlib.metadata
 import os
 import platform
@@ -25,6 +24,8 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+from filelock import FileLock, Timeout
 
 import cnnlab
 from cnnlab import runs, workspace
@@ -51,7 +52,10 @@ def versions() -> dict[str, str]:
 
 
 def worker_info(pid: int | None = None) -> dict[str, Any]:
-    return {"pid": pid or os.getpid(), "host": socket.gethostname()}
+    """Who runs a run: pid, host, and the process's start time (so a reused pid is
+    not taken for the worker, see :func:`runs.pid_alive`)."""
+    pid = pid or os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "process_started": runs.process_started(pid)}
 
 
 def resolve_train_spec(dataset, spec: TrainSpec | dict | None) -> TrainSpec:
@@ -215,20 +219,22 @@ def queue_dir() -> Path:
 
 
 class QueueSlot:
-    """One of the machine's training slots, held with ``fcntl.flock`` on a slot file.
+    """One of the machine's training slots, held with an OS file lock on a slot file.
 
     Runs are served in the order they were queued (``queued_at`` in run.json), not in
     the order their worker processes happened to start: a worker takes a free slot
     only when fewer runs queued before it are waiting than there are free slots. A
     dead process's lock is released by the kernel, and a dead run reads
-    ``interrupted``, so a crash never blocks the queue.
+    ``interrupted``, so a crash never blocks the queue. (The lock is
+    ``filelock.FileLock``, flock/LockFileEx underneath, never its soft fallback: a
+    soft lock would outlive a killed worker.)
     """
 
     def __init__(self, run_id: str, queued_at: float | None = None):
         self.run_id = run_id
         self.queued_at = queued_at if queued_at is not None else time.time()
         self.index: int | None = None
-        self._handle = None
+        self._lock: FileLock | None = None
 
     def position(self) -> tuple[int, int]:
         """``(runs queued before this one, runs running)``, from the run store."""
@@ -265,26 +271,32 @@ class QueueSlot:
 
     def _try_slots(self, folder: Path, limit: int) -> bool:
         for index in range(limit):
-            handle = open(folder / f"slot-{index}.lock", "a+")
+            lock = FileLock(
+                folder / f"slot-{index}.lock",
+                blocking=False,
+                fallback_to_soft=False,
+                preserve_lock_file=True,
+                on_acquired=self._write_holder,
+            )
             try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                handle.close()
+                lock.acquire()
+            except Timeout:
                 continue
-            handle.seek(0)
-            handle.truncate()
-            handle.write(f"{self.run_id} {os.getpid()}\n")
-            handle.flush()
-            self.index, self._handle = index, handle
+            self.index, self._lock = index, lock
             return True
         return False
 
+    def _write_holder(self, descriptor: int) -> None:
+        """Leave ``RUN_ID PID`` in the slot file, for whoever wonders who holds it."""
+        os.ftruncate(descriptor, 0)
+        os.lseek(descriptor, 0, os.SEEK_SET)
+        os.write(descriptor, f"{self.run_id} {os.getpid()}\n".encode())
+
     def release(self) -> None:
-        if self._handle is not None:
+        if self._lock is not None:
             with contextlib.suppress(OSError):
-                fcntl.flock(self._handle, fcntl.LOCK_UN)
-            self._handle.close()
-            self._handle = None
+                self._lock.release()
+            self._lock = None
 
 
 def queue() -> list[dict[str, Any]]:
