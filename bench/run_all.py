@@ -1,6 +1,6 @@
 """Every performance target the issues name, in one table.
 
-    python bench/run_all.py            # about 10 minutes on 2 cores
+    python bench/run_all.py            # about 35 minutes on 2 cores
     python bench/run_all.py --quick    # fewer rounds, for a first look
 
 Runs each benchmark in its own process (so none warms another's caches), reads the
@@ -45,10 +45,11 @@ def main() -> None:
     started = time.time()
     ingest = run("bench_ingest.py")
     training = run("bench_train.py", "--rounds", rounds)
-    auto = run("bench_train.py", "--auto-digits", "--rounds", rounds)
+    quality = run("bench_quality.py", "--seeds", *(["0"] if args.quick else ["0", "1", "2"]))
     predict = run("bench_predict.py", "--rounds", rounds)
     pages = run("bench_pages.py")
     single_ms = predict["single_median_ms"]["cnnlab Predictor"]
+    flowers, digits, simple = quality["flowers"], quality["digits"], quality["digits_simple"]
     rows = [
         ("ingest, 2,000-JPEG zip", ">= 200 images/s",
          f"{ingest['images_per_s']:.0f} images/s", ingest["images_per_s"] >= 200),
@@ -61,9 +62,17 @@ def main() -> None:
         ("training wall time vs Keras tutorial", "<= 1.0x",
          f"{training['wall_time_ratio']:.2f}x ({training['cnnlab_wall_s']:.1f} vs "
          f"{training['keras_wall_s']:.1f} s)", training["wall_time_ratio"] <= 1.0),
-        ("auto recipe on digits", ">= 0.97 in <= 90 s",
-         f"{auto['worst_test_accuracy']:.4f} in {auto['slowest_wall_s']:.1f} s",
-         auto["meets_target"]),
+        ("default vs TF tutorial, flowers-small (test acc, median)", ">= +0.05, wall <= 1.0x",
+         f"{flowers['cnnlab']['median_accuracy']:.4f} vs {flowers['peer']['median_accuracy']:.4f}"
+         f" ({flowers['accuracy_margin']:+.2f}); {flowers['cnnlab']['median_wall_s']:.0f} vs "
+         f"{flowers['peer']['median_wall_s']:.0f} s (x{flowers['wall_ratio']:.2f})",
+         flowers["met"]),
+        ("default on sample:digits", ">= 0.98 in <= 60 s",
+         f"{digits['median_accuracy']:.4f} in {digits['slowest_wall_s']:.1f} s (slowest)",
+         digits["met"]),
+        ("digits 64 px, simple, 5 epochs vs Keras pipeline", ">= -0.01",
+         f"{simple['cnnlab']['median_accuracy']:.4f} vs {simple['peer']['median_accuracy']:.4f}"
+         f" ({simple['accuracy_margin']:+.4f})", simple["met"]),
         ("predict, one image (median)", "< 15 ms", f"{single_ms:.1f} ms", single_ms < 15),
         ("predict, batch of files", "(reported)",
          f"{predict['batch_images_per_s']:.0f} images/s", True),

@@ -59,9 +59,11 @@ class ProgressCallback(keras.callbacks.Callback):
         batches: int,
         images: int,
         cancel_check: Callable[[], bool] = lambda: False,
+        deadline: float | None = None,
     ):
         super().__init__()
         self.on_event = on_event
+        self.deadline = deadline  # time.monotonic() when the time budget stops training
         self.epochs = epochs
         self.batches = batches
         self.images = images
@@ -122,7 +124,7 @@ class ProgressCallback(keras.callbacks.Callback):
                     "batches": self.batches,
                     "logs": logs,
                     "images_per_s": done * self.images / self.batches / max(elapsed, 1e-9),
-                    "eta_s": eta,
+                    "eta_s": self._within_budget(eta),
                 }
             )
 
@@ -146,13 +148,20 @@ class ProgressCallback(keras.callbacks.Callback):
                 "images_per_s": self.images_per_s[-1],
                 "train_s": train_seconds,
                 "epoch_s": self.epoch_seconds[-1],
-                "eta_s": later_epochs * sum(self.epoch_seconds) / len(self.epoch_seconds),
+                "eta_s": self._within_budget(
+                    later_epochs * sum(self.epoch_seconds) / len(self.epoch_seconds)
+                ),
             }
         )
         # An epoch end is the natural place to stop: its checkpoint was just saved.
         if not self.cancelled and self.cancel_check():
             self.cancelled = True
             self.model.stop_training = True
+
+    def _within_budget(self, eta: float) -> float:
+        if self.deadline is None:
+            return eta
+        return max(0.0, min(eta, self.deadline - time.monotonic()))
 
 
 class EpochSchedule(keras.callbacks.Callback):

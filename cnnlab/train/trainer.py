@@ -399,6 +399,7 @@ class Trainer:
             batches=batches,
             images=images,
             cancel_check=cancel_check,
+            deadline=self._deadline,
         )
         budget = cb.TimeBudget(self._deadline) if self._deadline is not None else None
         checkpoint = cb.CheckpointCallback(
