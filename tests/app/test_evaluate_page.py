@@ -129,48 +129,90 @@ def test_unknown_current_run_falls_back_to_latest_completed(trained):
     assert any(metric.label == "Accuracy" for metric in at.metric)
 
 
+def give_predictions(run_id: str, predicted: list[str]) -> None:
+    """Make a run's test predictions ``predicted`` (predictions.csv and the softmax rows)."""
+    import numpy as np
+
+    from cnnlab import runs
+
+    info = runs.load_run(run_id)
+    rows = runs.read_predictions(run_id)
+    assert len(predicted) == len(rows)
+    probabilities = np.full((len(rows), len(info.class_names)), 0.1)
+    for probability, label in zip(probabilities, predicted, strict=True):
+        probability[info.class_names.index(label)] = 0.8
+    pairs = zip(rows, predicted, strict=True)
+    runs.write_predictions(info.path, [(r["file"], r["true"], label, 0.8) for r, label in pairs])
+    runs.write_probabilities(info.path, probabilities)
+
+
 @pytest.mark.slow
-def test_imbalance_study_button_queues_the_variants(trained, monkeypatch):
+def test_imbalance_study_shows_the_f1_change_of_each_variant(trained, monkeypatch):
     import shutil
 
     import cnnlab.train
-    from cnnlab import runs
+    from cnnlab import runs, workspace
     from cnnlab.train import prepare_run
 
-    queued = []
+    # The study's source: a copy of the trained run, as if trained with balanced weights.
+    source = "20000101-000000-tiny-simple-babe"
+    shutil.copytree(runs.run_path(trained), workspace.run_dir(source))
+    meta = runs.load_run(trained).meta
+    workspace.atomic_write_json(
+        workspace.run_dir(source) / runs.RUN_FILE,
+        {
+            **meta,
+            "run_id": source,
+            "created": "2000-01-01T00:00:00+00:00",
+            "train": {**meta["train"], "class_weight": "balanced"},
+        },
+    )
+    queued = {}
 
     def queue_only(dataset, arch, spec, **extra):
         """start_run without launching a worker: the runs stay queued."""
         run_id = runs.create_run(prepare_run(dataset, arch, spec, **extra)).run_id
-        queued.append(run_id)
+        queued[extra["study_variant"]] = run_id
         return run_id
 
     monkeypatch.setattr(cnnlab.train, "start_run", queue_only)
-    at = page(trained)
-    at.button(key="ev_study_start").click().run()
-    assert not at.exception, at.exception
-    assert any("Queued study imbalance-" in s.value for s in at.success)
-    assert len(queued) == 2  # the run itself is the "none" variant
-    status = next(f.value for f in at.dataframe if "variant" in f.value.columns)
-    assert dict(zip(status["variant"], status["status"], strict=True)) == {
-        "none": "completed",
-        "balanced": "queued",
-        "oversample": "queued",
-    }
-    assert any("at least two variants have completed" in i.value for i in at.info)
+    try:
+        at = page(source)
+        at.button(key="ev_study_start").click().run()
+        assert not at.exception, at.exception
+        assert any("Queued study imbalance-" in s.value for s in at.success)
+        assert sorted(queued) == ["none", "oversample"]  # the source is "balanced"
+        status = next(f.value for f in at.dataframe if "variant" in f.value.columns)
+        assert dict(zip(status["variant"], status["status"], strict=True)) == {
+            "none": "queued",
+            "balanced": "completed",
+            "oversample": "queued",
+        }
+        assert any("at least two variants have completed" in i.value for i in at.info)
 
-    # Once a variant has completed, the comparison shows. (The worker's training is
-    # tested elsewhere; here the queued run takes the finished files of a real run.)
-    source = runs.run_path(trained)
-    target = runs.run_path(queued[0])
-    for name in ("best.keras", "history.json", "metrics.json", "predictions.csv"):
-        shutil.copy(source / name, target / name)
-    runs.update_run(queued[0], status="completed", created="2000-01-01T00:00:00+00:00")
-    at.run()
-    assert not at.exception, at.exception
-    table = next(f.value for f in at.dataframe if "Δ F1 balanced" in f.value.columns)
-    assert list(table["class"]) == ["cat", "dog", "fox"]
-    assert list(table["Δ F1 balanced"]) == [0.0, 0.0, 0.0]  # same predictions, no change
-    for run_id in queued:
-        runs.update_run(run_id, status="cancelled")
-        runs.delete_run(run_id)
+        # The variants "finish" with predictions made up so that their per-class F1 are
+        # known. (The worker's training is tested elsewhere; these runs take the files
+        # of a real run.) The test split: cat, cat, dog, dog, fox, fox.
+        for run_id in queued.values():
+            for name in ("best.keras", "history.json", "metrics.json", "predictions.csv"):
+                shutil.copy(runs.run_path(trained) / name, runs.run_path(run_id) / name)
+            runs.update_run(run_id, status="completed", created="2000-01-01T00:00:00+00:00")
+        truth = [row["true"] for row in runs.read_predictions(source)]
+        assert truth == ["cat", "cat", "dog", "dog", "fox", "fox"]
+        # none, the baseline: all right, F1 1, 1, 1.
+        give_predictions(queued["none"], truth)
+        # balanced: both dogs called cats. F1 cat 2/3, dog 0, fox 1.
+        give_predictions(source, ["cat", "cat", "cat", "cat", "fox", "fox"])
+        # oversample: one fox called a dog. F1 cat 1, dog 4/5, fox 2/3.
+        give_predictions(queued["oversample"], ["cat", "cat", "dog", "dog", "dog", "fox"])
+        at.run()
+        assert not at.exception, at.exception
+        table = next(f.value for f in at.dataframe if "Δ F1 balanced" in f.value.columns)
+        assert list(table["class"]) == ["cat", "dog", "fox"]
+        assert list(table["Δ F1 balanced"]) == pytest.approx([-1 / 3, -1, 0], abs=1e-9)
+        assert list(table["Δ F1 oversample"]) == pytest.approx([0, -1 / 5, -1 / 3], abs=1e-9)
+        assert list(table["F1 none"]) == pytest.approx([1, 1, 1], abs=1e-9)
+    finally:
+        for run_id in [*queued.values(), source]:
+            runs.update_run(run_id, status="cancelled")
+            runs.delete_run(run_id)

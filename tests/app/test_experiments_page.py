@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import shutil
 
+import pandas as pd
 import pytest
+from sklearn.metrics import f1_score
 from streamlit.testing.v1 import AppTest
 
 from cnnlab import runs, workspace
@@ -37,6 +39,13 @@ def clone_run(run_id: str, new_id: str) -> str:
     return new_id
 
 
+def macro_f1_of(run_id: str) -> float:
+    """Macro F1 of a run's predictions.csv by scikit-learn, over all of its classes."""
+    frame = pd.read_csv(runs.run_path(run_id) / runs.PREDICTIONS_FILE)
+    classes = runs.load_run(run_id).class_names
+    return f1_score(frame["true"], frame["pred"], labels=classes, average="macro", zero_division=0)
+
+
 def page(**state) -> AppTest:
     at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
     for key, value in state.items():
@@ -63,7 +72,10 @@ def test_table_lists_runs_and_filters(two_runs):
     row = frame.set_index("run_id").loc[second]
     assert row["status"] == "completed" and row["class_weight"] == "balanced"
     assert row["name"] == "weighted"
-    assert 0.0 <= row["macro_f1"] <= 1.0
+    for run_id in (first, second):
+        assert frame.set_index("run_id").loc[run_id, "macro_f1"] == pytest.approx(
+            macro_f1_of(run_id), abs=1e-12
+        ), run_id
     assert row["epochs_run"] == 2
     at.text_input(key="ex_filter").set_value("weighted").run()
     assert list(table(at)["run_id"]) == [second]
@@ -115,3 +127,25 @@ def test_delete_asks_first(two_runs):
     assert runs.run_path(first).exists()  # its twin by name is untouched
     assert doomed not in set(table(at)["run_id"])
     assert any(f"Deleted run {doomed}" in s.value for s in at.success)
+
+
+def test_macro_f1_is_that_of_the_predictions(two_runs):
+    """A run whose predictions are known: its macro F1 differs from its accuracy, from
+    its weighted F1 and from 1, so showing any of those instead would fail."""
+    first, _ = two_runs
+    doctored = clone_run(first, "20000101-000000-tiny-simple-f1f1")
+    try:
+        path = runs.run_path(doctored) / runs.PREDICTIONS_FILE
+        rows = pd.read_csv(path)
+        assert list(rows["true"]) == ["cat", "cat", "dog", "dog", "fox", "fox"]
+        # Keep 2 cats, 2 dogs and 1 fox; call both dogs cats. F1: cat 2/3, dog 0, fox 1:
+        # macro 5/9, weighted (2 * 2/3 + 1) / 5 = 7/15, accuracy 3/5.
+        rows = rows.iloc[:5].assign(pred=["cat", "cat", "cat", "cat", "fox"])
+        rows.to_csv(path, index=False)
+        at = page()
+        assert not at.exception, at.exception
+        shown = table(at).set_index("run_id").loc[doctored, "macro_f1"]
+        assert shown == pytest.approx(5 / 9, abs=1e-12)
+        assert macro_f1_of(doctored) == pytest.approx(5 / 9, abs=1e-12)
+    finally:
+        runs.delete_run(doctored)

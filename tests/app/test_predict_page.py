@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import json
+import math
+
 import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab import runs
+from cnnlab.predict import Predictor
 from tests.conftest import REPO, make_dataset_on_disk
 from tests.unit.test_predict import png_bytes, random_pixels, save_model_run
 
@@ -54,31 +58,54 @@ def test_no_trained_run_says_what_to_do(workspace):
 
 
 def test_one_image_shows_chart_verdict_grad_cam_and_feature_maps(a_run):
+    image = png()
+    expected = Predictor(a_run).load().predict_bytes(image, top_k=3, name="cat.png")
+    label, confidence = expected.label, expected.confidence
+    # Thresholds on the slider's 0.05 grid just under and just over the top probability.
+    under = math.floor(confidence * 20) / 20
+    over = round(under + 0.05, 2)
+    assert under < confidence < over
+
     at = page()
     assert not at.exception
     assert at.selectbox(key="pr_run").value == a_run  # the latest completed run
     assert at.session_state["run"] == a_run
     assert "Drop one or more images" in text_of(at)
-    at = upload(at, ("cat.png", png()))
+    at.slider(key="pr_threshold").set_value(under)
+    at = upload(at, ("cat.png", image))
     assert not at.exception
     shown = text_of(at)
-    assert at.success or at.warning  # a verdict either way
-    assert "Latency" in shown and "Grad-CAM for" in shown
+    # The page's verdict is the Predictor's top class and probability.
+    assert [s.value for s in at.success] == [f"**{label}** ({confidence:.1%})"]
+    assert not at.warning
+    assert f"Grad-CAM for {label} at conv_2" in shown  # the predicted class by default
+    assert "Latency" in shown
     assert "conv_1: the first 16 of 32 feature maps, each 22x22" in shown
-    assert len(at.get("plotly_chart")) == 1
+    charts = at.get("plotly_chart")
+    assert len(charts) == 1
+    bars = json.loads(charts[0].proto.spec)["data"][0]
+    # Most probable on top: plotly draws the last bar of a horizontal chart at the top.
+    assert bars["y"][::-1] == [name for name, _ in expected.top]
+    assert bars["x"][::-1] == pytest.approx([p for _, p in expected.top], abs=1e-6)
     assert [tab.label for tab in at.tabs] == ["Grad-CAM", "Feature maps"]
     assert [m.label for m in at.metric][:4] == ["Images", "Unsure", "Unreadable",
                                                  "Latency (median)"]  # fmt: skip
-    assert at.metric[0].value == "1"
+    assert at.metric[0].value == "1" and at.metric[1].value == "0"
 
-    # The settings change the explanation; an impossible threshold makes it unsure.
+    # The settings change the explanation; a threshold over the top probability makes
+    # the same prediction unsure.
     at.selectbox(key="pr_map_layer").set_value("conv_2").run()
     assert "conv_2: the first 16 of 64 feature maps, each 9x9" in text_of(at)
     at.selectbox(key="pr_cam_class").set_value("fox").run()
     assert "Grad-CAM for fox at conv_2" in text_of(at)
-    at.slider(key="pr_threshold").set_value(1.0).run()
+    at.slider(key="pr_threshold").set_value(over).run()
     assert not at.exception
-    assert "**Unsure**" in at.warning[0].value
+    assert not at.success
+    assert [w.value for w in at.warning] == [
+        f"**Unsure**: the top guess, {label}, has only {confidence:.1%}, "
+        f"under the {over:.0%} threshold."
+    ]
+    assert at.metric[1].value == "1"
 
 
 def test_many_images_with_a_bad_file(a_run):
@@ -90,6 +117,14 @@ def test_many_images_with_a_bad_file(a_run):
     table = at.dataframe[0].value
     assert list(table["file"]) == [name for name, _ in files]
     assert list(table["verdict"])[2] == "error"
+    predictor = Predictor(a_run).load()
+    for row, (_, data) in zip(table.to_dict("records"), files, strict=True):
+        if row["verdict"] == "error":
+            continue
+        expected = predictor.predict_bytes(data, top_k=3)
+        assert row["label"] == expected.label
+        assert row["confidence"] == pytest.approx(expected.confidence, abs=1e-5)
+        assert row["verdict"] == ("unsure" if expected.confidence < 0.5 else "sure")
     assert "not an image" in table["error"][2]
     assert at.metric[2].value == "1"  # unreadable
     assert at.get("download_button")

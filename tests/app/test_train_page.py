@@ -1,4 +1,8 @@
-"""The Train page under AppTest, against run folders prepared in a temp workspace."""
+"""The Train page under AppTest, against run folders prepared in a temp workspace.
+
+Start, Continue, Resume and Fork launch real workers on the tiny dataset (marked slow),
+and the run folders they leave must show a run trained, continued, resumed or forked.
+"""
 
 from __future__ import annotations
 
@@ -9,10 +13,15 @@ import pytest
 from streamlit.testing.v1 import AppTest
 
 from cnnlab import runs, workspace
+from cnnlab.train import wait_for_run
 from tests.conftest import REPO
+from tests.runs_fixture import make_trained_run
 
 PAGE = str(REPO / "pages" / "3_train.py")
 TIMEOUT = 60
+# A real worker on the tiny dataset takes seconds; this only bounds a hang.
+WORKER_WAIT_S = 180
+BATCHES = 3  # optimizer steps per epoch: 18 train images of the tiny dataset, 8 a batch
 
 
 @pytest.fixture(autouse=True)
@@ -99,6 +108,36 @@ def page(dataset=None, run=None, **state) -> AppTest:
     return at.run()
 
 
+def trained_run(dataset: str, epochs: int) -> str:
+    """A real run trained in this process (quicker than a worker): tiny spec, no
+    augmentation, so a worker can take it further."""
+    return make_trained_run(dataset, epochs=epochs, augmentation="none")
+
+
+def worker_finished(run_id: str) -> runs.RunInfo:
+    """Wait for the run's worker; the run must have completed in another process."""
+    info = wait_for_run(run_id, timeout=WORKER_WAIT_S)
+    log = (info.path / runs.LOG_FILE).read_text() if (info.path / runs.LOG_FILE).exists() else ""
+    assert info.status == "completed", (info.error, log)
+    assert info.meta["worker"]["pid"] != os.getpid()
+    return info
+
+
+def last_start(run_id: str) -> tuple[int, list[int]]:
+    """The epoch the run's last "start" event began from, and the epochs it then ran."""
+    events = runs.read_events(run_id)
+    last = max(i for i, event in enumerate(events) if event["type"] == "start")
+    ran = [event["epoch"] for event in events[last:] if event["type"] == "epoch"]
+    return events[last]["epoch"], ran
+
+
+def optimizer_steps(path) -> int:
+    """Optimizer steps taken by a saved model: how much training its weights have seen."""
+    import keras
+
+    return int(keras.models.load_model(path).optimizer.iterations.numpy())
+
+
 def text_of(at) -> str:
     parts = [e.value for e in at.markdown] + [e.value for e in at.caption]
     parts += [e.value for e in at.info] + [e.value for e in at.error]
@@ -138,7 +177,7 @@ def test_the_budget_beside_start_changes_the_plan_and_its_estimate(tiny_dataset)
     assert "of a 0.25 min budget" in text
 
 
-def test_start_training_launches_a_worker_and_watches_the_run(tiny_dataset, monkeypatch):
+def test_the_form_reaches_start_run_and_the_live_run_shows(tiny_dataset, monkeypatch):
     from cnnlab import train
 
     launched = {}
@@ -161,6 +200,41 @@ def test_start_training_launches_a_worker_and_watches_the_run(tiny_dataset, monk
     text = text_of(at)
     assert "Epoch 1 of 5" in "\n".join(p.proto.text for p in at.get("progress"))
     assert "running" in text and "Images/s: 345" in text
+
+
+@pytest.mark.slow
+def test_start_training_runs_a_worker_to_the_end(tiny_dataset):
+    at = page(tiny_dataset)
+    at.selectbox(key="train_arch").set_value("simple")
+    at.number_input(key=f"train_image_size_{tiny_dataset}").set_value(24)
+    at.number_input(key=f"train_epochs_{tiny_dataset}").set_value(2)
+    at.number_input(key=f"train_batch_size_{tiny_dataset}").set_value(8)
+    at.slider(key=f"train_warmup_epochs_{tiny_dataset}").set_value(0)
+    at.radio(key="train_augmentation").set_value("none")
+    at.button(key="train_start").click()
+    at.run()
+    assert not at.exception, at.exception
+    run_id = at.session_state["run"]
+    info = runs.load_run(run_id)
+    assert info.dataset == tiny_dataset and info.arch["preset"] == "simple"
+    assert {key: info.train[key] for key in ("image_size", "epochs", "batch_size")} == {
+        "image_size": 24,
+        "epochs": 2,
+        "batch_size": 8,
+    }
+    assert info.train["augmentation"] == "none"
+
+    info = worker_finished(run_id)
+    assert len(runs.read_history(run_id)["loss"]) == 2
+    assert last_start(run_id) == (0, [1, 2])
+    metrics = runs.read_metrics(run_id)
+    assert metrics["epochs_run"] == 2
+    assert len(runs.read_predictions(run_id)) == 6  # the test split, scored
+    at.run()  # the page now shows the finished run
+    assert not at.exception, at.exception
+    text = text_of(at)
+    assert f"**{run_id}** · completed" in text
+    assert f"Test accuracy: {metrics['test_accuracy']:.3f}" in text
 
 
 def test_a_bad_combination_shows_the_spec_message_and_starts_nothing(tiny_dataset, monkeypatch):
@@ -187,14 +261,8 @@ def learning_rate_ceiling() -> float:
     return TrainSpec.limits("learning_rate").high
 
 
-def test_a_completed_run_shows_curves_metrics_and_continue(tiny_dataset, monkeypatch):
-    from cnnlab import train
-
+def test_a_completed_run_shows_curves_metrics_and_offers_continue(tiny_dataset):
     run_id = prepared_run(tiny_dataset)
-    continued = {}
-    monkeypatch.setattr(
-        train, "continue_run", lambda run, epochs: continued.update(run=run, epochs=epochs)
-    )
     at = page(tiny_dataset, run=run_id)
     assert not at.exception, at.exception
     text = text_of(at)
@@ -203,29 +271,73 @@ def test_a_completed_run_shows_curves_metrics_and_continue(tiny_dataset, monkeyp
     charts = at.get("plotly_chart")
     assert len(charts) == 2
     assert "best epoch 2" in charts[0].proto.spec
-    at.number_input(key="train_more_epochs").set_value(4)
+    assert at.button(key="train_continue").label == "Continue"
+    assert at.number_input(key="train_more_epochs").value == 5
+
+
+@pytest.mark.slow
+def test_continue_trains_the_same_run_on_from_its_last_epoch(tiny_dataset):
+    run_id = trained_run(tiny_dataset, epochs=1)
+    before = runs.read_history(run_id)
+    at = page(tiny_dataset, run=run_id)
+    at.number_input(key="train_more_epochs").set_value(1)
     at.button(key="train_continue").click()
     at.run()
-    assert continued == {"run": run_id, "epochs": 4}
+    assert not at.exception, at.exception
+    assert at.session_state["run"] == run_id  # the same run goes on, no new one
+
+    info = worker_finished(run_id)
+    assert info.train["epochs"] == 2 and info.meta["continued_from_epoch"] == 1
+    history = runs.read_history(run_id)
+    assert len(history["loss"]) == 2 and history["loss"][0] == before["loss"][0]
+    assert last_start(run_id) == (1, [2])  # epoch 2 only, numbered on from the checkpoint
+    # Its optimizer went on from the checkpoint's state: two epochs of steps in all.
+    assert optimizer_steps(info.path / "last.keras") == 2 * BATCHES
+    assert runs.read_metrics(run_id)["epochs_run"] == 2
 
 
-def test_interrupted_and_failed_runs_offer_resume(tiny_dataset, monkeypatch):
-    from cnnlab import train
-
+def test_interrupted_and_failed_runs_offer_resume(tiny_dataset):
     failed = prepared_run(tiny_dataset, status="failed", epochs_done=2)
     at = page(tiny_dataset, run=failed)
+    assert not at.exception
     assert "The loss became NaN at epoch 2" in text_of(at)
-    resumed = []
-    monkeypatch.setattr(train, "resume_run", resumed.append)
-    at.button(key="train_resume").click()
-    at.run()
-    assert resumed == [failed]
+    assert at.button(key="train_resume").label == "Resume"
 
     dead = prepared_run(tiny_dataset, status="running", epochs_done=2)
     (runs.run_path(dead) / runs.HEARTBEAT_FILE).unlink()  # its worker died
     at = page(tiny_dataset, run=dead)
     assert not at.exception
     assert "interrupted" in text_of(at) and "Resume to go on" in text_of(at)
+    assert at.button(key="train_resume").label == "Resume"
+
+
+@pytest.mark.slow
+def test_resume_goes_on_from_the_last_checkpoint(tiny_dataset):
+    # A real run that failed in its second epoch: its checkpoint holds epoch 1 of 2.
+    run_id = trained_run(tiny_dataset, epochs=1)
+    info = runs.load_run(run_id)
+    runs.update_run(
+        run_id,
+        status="failed",
+        error="Killed by a test in epoch 2.",
+        train={**info.train, "epochs": 2},
+    )
+    for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE, runs.PROBABILITIES_FILE):
+        (info.path / name).unlink()
+    before = runs.read_history(run_id)
+    at = page(tiny_dataset, run=run_id)
+    assert "Killed by a test in epoch 2." in text_of(at)
+    at.button(key="train_resume").click()
+    at.run()
+    assert not at.exception, at.exception
+
+    info = worker_finished(run_id)
+    assert info.meta["resumes"] == 1 and info.error is None
+    history = runs.read_history(run_id)
+    assert len(history["loss"]) == 2 and history["loss"][0] == before["loss"][0]
+    assert last_start(run_id) == (1, [2])  # not from epoch 0
+    assert optimizer_steps(info.path / "last.keras") == 2 * BATCHES  # the checkpoint's state
+    assert runs.read_metrics(run_id)["epochs_run"] == 2
 
 
 def test_cancel_a_running_run_and_see_the_queue(tiny_dataset):
@@ -254,32 +366,31 @@ def test_a_refreshed_or_second_browser_shows_the_live_run(tiny_dataset):
     assert "Test accuracy: 0.833" in text_of(at)
 
 
-def test_fork_from_the_best_checkpoint(tiny_dataset, monkeypatch):
-    from cnnlab import train
-
-    parent = prepared_run(tiny_dataset)
-    child = prepared_run(tiny_dataset, status="running", epochs_done=0)
-    forked = {}
-
-    def fake_fork(run_id, checkpoint, **changes):
-        forked.update(run_id=run_id, checkpoint=checkpoint, **changes)
-        return child
-
-    monkeypatch.setattr(train, "fork_run", fake_fork)
+@pytest.mark.slow
+def test_fork_from_the_best_checkpoint(tiny_dataset):
+    parent = trained_run(tiny_dataset, epochs=2)
+    parent_info = runs.load_run(parent)
+    best_epoch = runs.read_checkpoints(parent)["best"]["epoch"]
+    best_model = (parent_info.path / "best.keras").read_bytes()
     at = page(tiny_dataset, run=parent)
     at.select_slider(key="train_fork_learning_rate").set_value(1e-4)
-    at.number_input(key="train_fork_epochs").set_value(2)
+    at.number_input(key="train_fork_epochs").set_value(1)
     at.button(key="train_fork").click()
     at.run()
     assert not at.exception, at.exception
-    assert forked == {
-        "run_id": parent,
-        "checkpoint": "best",
-        "learning_rate": 1e-4,
-        "epochs": 2,
-        "schedule": "constant",
-    }
-    assert at.session_state["run"] == child
+    child = at.session_state["run"]
+    assert child != parent
+
+    info = worker_finished(child)
+    assert info.meta["parent"] == {"run_id": parent, "checkpoint": "best", "epoch": best_epoch}
+    assert info.train["learning_rate"] == 1e-4 and info.train["epochs"] == 1
+    assert info.train["schedule"] == parent_info.train["schedule"]
+    # A new run from the parent's best weights, with its own epochs and a fresh optimizer.
+    assert (info.path / "init.keras").read_bytes() == best_model
+    assert len(runs.read_history(child)["loss"]) == 1
+    assert last_start(child) == (0, [1])
+    assert optimizer_steps(info.path / "last.keras") == BATCHES
+    assert len(runs.read_history(parent)["loss"]) == 2  # the parent is left as it was
 
 
 def test_custom_class_weights_come_from_the_table(tiny_dataset, monkeypatch):

@@ -5,13 +5,19 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
+from pathlib import Path
 
-import numpy as np
 import pytest
 
 from cnnlab.cli import main
 from tests.conftest import REPO, make_dataset_on_disk
-from tests.unit.test_predict import png_bytes, random_pixels, save_model_run
+from tests.unit.test_predict import (
+    direct_probabilities,
+    png_bytes,
+    random_pixels,
+    save_model_run,
+)
 
 
 @pytest.fixture
@@ -84,15 +90,68 @@ def test_module_entry_point_lists_the_verbs():
     assert "predict" in result.stdout and "export" in result.stdout
 
 
-def test_predict_many_files_is_fast_in_batch(run_and_files, capsys, tmp_path):
+def test_predict_many_files_in_batches_matches_one_by_one(run_and_files, capsys, tmp_path):
+    """40 files in batches of 16: three model calls in all, each file's probabilities as
+    when predicted alone and as the model gives them when called by hand, and per-file
+    latencies that add up to no more than the time the batch took."""
+    from cnnlab import predict
+
     run_id, _, _ = run_and_files
     many = tmp_path / "many"
     many.mkdir()
-    for i in range(40):
-        (many / f"{i:02d}.png").write_bytes(png_bytes(random_pixels(24, 24, seed=i)))
-    assert main(["predict", run_id, str(many), "--json", "--batch-size", "16"]) == 0
+    data = {str(many / f"{i:02d}.png"): png_bytes(random_pixels(24, 24, seed=i)) for i in range(40)}
+    for file, content in data.items():
+        Path(file).write_bytes(content)
+
+    # Spies: the batch size of every call of the compiled forward pass (the one place the
+    # model runs), and the wall time of predict_files, made while predict_files runs.
+    calls, predicting, elapsed = [], [], []
+    real_forward, real_predict_files = predict._compiled_forward, predict.Predictor.predict_files
+
+    def counting_forward(*args, **kwargs):
+        forward = real_forward(*args, **kwargs)
+
+        def spy(images):
+            if predicting:
+                calls.append(int(images.shape[0]))
+            return forward(images)
+
+        return spy
+
+    def timed_predict_files(self, *args, **kwargs):
+        predicting.append(True)
+        start = time.perf_counter()
+        try:
+            return real_predict_files(self, *args, **kwargs)
+        finally:
+            elapsed.append(time.perf_counter() - start)
+            predicting.clear()
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(predict, "_compiled_forward", counting_forward)
+        patch.setattr(predict.Predictor, "predict_files", timed_predict_files)
+        code = main(["predict", run_id, str(many), "--json", "--batch-size", "16", "--top-k", "3"])
+    assert code == 0
     out = json.loads(capsys.readouterr().out)
-    assert len(out["predictions"]) == 40
-    assert all("top" in item for item in out["predictions"])
-    latencies = np.array([item["latency_ms"] for item in out["predictions"]])
-    assert (latencies > 0).all()
+    assert calls == [16, 16, 8]  # batched: not one model call per image
+
+    predictions = out["predictions"]
+    assert [item["file"] for item in predictions] == list(data)
+    alone = predict.Predictor(run_id).load()
+    for item in predictions:
+        batched = {top["label"]: top["probability"] for top in item["top"]}
+        one = alone.predict_bytes(data[item["file"]], top_k=3)
+        direct = direct_probabilities(alone, data[item["file"]])
+        assert [top["label"] for top in item["top"]] == [label for label, _ in one.top]
+        for index, label in enumerate(alone.class_names_):
+            assert batched[label] == pytest.approx(one.probabilities[index], abs=2e-6)
+            assert batched[label] == pytest.approx(direct[index], abs=2e-6)
+
+    # Each file's latency is its own decode plus its share of its batch's model call:
+    # disjoint slices of the time predict_files took, so they cannot add up to more.
+    # (Charging each image its whole batch's call would count each call 8 or 16 times.)
+    latencies = [item["latency_ms"] for item in predictions]
+    assert all(latency > 0 for latency in latencies)
+    assert sum(latencies) <= elapsed[0] * 1000 + 0.05  # + rounding to 3 decimals
+    # The speed counts the whole of predict_files (the command's timer encloses ours).
+    assert 0 < out["images_per_s"] <= 40 / elapsed[0] + 0.01

@@ -8,11 +8,13 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from cnnlab import runs
 from cnnlab.cli import main
 from cnnlab.commands.train import ProgressPrinter
+from cnnlab.data.dataset import load_dataset
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -133,17 +135,39 @@ def test_train_json_last_line(tiny_dataset):
     )
     assert result.returncode == 0, result.stderr
     summary = json.loads(result.stdout.strip().splitlines()[-1])
-    assert set(summary) >= {
-        "run_id",
-        "status",
-        "epochs_run",
-        "train_images_per_s",
-        "val_accuracy",
-        "test_accuracy",
-        "duration_s",
-    }
-    assert summary["status"] == "completed" and summary["epochs_run"] == 2
-    assert 0 <= summary["test_accuracy"] <= 1 and summary["train_images_per_s"] > 0
-    assert "epoch 2/2" in result.stderr
     info = runs.load_run(summary["run_id"])
+    assert summary["status"] == info.status == "completed"
+    assert summary["dataset"] == tiny_dataset and summary["path"] == str(info.path)
     assert info.train["class_weight"] == "balanced" and info.train["seed"] == 1
+    assert info.train["epochs"] == 2 and info.train["image_size"] == 24
+
+    # Every number printed is the run folder's, not a second computation that may drift.
+    metrics = json.loads((info.path / runs.METRICS_FILE).read_text())
+    for key in ("epochs_run", "train_images_per_s", "val_accuracy", "test_accuracy",
+                "test_loss", "best_epoch"):  # fmt: skip
+        assert summary[key] == metrics[key], key
+    history = runs.read_history(info.run_id)
+    assert summary["epochs_run"] == len(history["loss"]) == 2
+    assert summary["best_epoch"] == runs.read_checkpoints(info.run_id)["best"]["epoch"]
+    assert summary["val_accuracy"] == history["val_accuracy"][metrics["final_epoch"] - 1]
+
+    # ...and the test accuracy is what predictions.csv says, image by image.
+    rows = runs.read_predictions(info.run_id)
+    test_files, test_labels = load_dataset(tiny_dataset).files_and_labels("test")
+    assert [row["file"] for row in rows] == test_files  # all 6 test images, in order
+    assert [row["true"] for row in rows] == [info.class_names[i] for i in test_labels]
+    correct = sum(row["true"] == row["pred"] for row in rows)
+    assert summary["test_accuracy"] == pytest.approx(correct / len(rows), abs=1e-12)
+    # The loss and confidences come from the same softmax rows.
+    probabilities = np.load(info.path / runs.PROBABILITIES_FILE)
+    assert probabilities.shape == (6, 3)
+    assert [info.class_names[i] for i in probabilities.argmax(1)] == [r["pred"] for r in rows]
+    picked = probabilities[np.arange(6), test_labels]
+    assert summary["test_loss"] == pytest.approx(-np.mean(np.log(picked)), rel=1e-5)
+    assert [r["confidence"] for r in rows] == pytest.approx(probabilities.max(1), abs=1e-6)
+
+    assert "epoch 2/2" in result.stderr
+    assert (
+        f"Run {info.run_id} completed: test accuracy {summary['test_accuracy']:.4f} after 2 epochs"
+        in result.stderr
+    )

@@ -25,6 +25,7 @@ pytestmark = pytest.mark.slow
 
 QUICK = {"image_size": 24, "batch_size": 8, "augmentation": "none", "early_stopping": False}
 WAIT_S = 240
+BATCHES = 3  # optimizer steps per epoch: 18 train images of the tiny dataset, 8 a batch
 
 
 def _wait_until(predicate, timeout=WAIT_S, what="condition"):
@@ -36,6 +37,21 @@ def _wait_until(predicate, timeout=WAIT_S, what="condition"):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+def epochs_after_last_start(run_id: str) -> tuple[int, list[int]]:
+    """The epoch the run's last "start" event began from, and the epochs it then ran."""
+    events = runs.read_events(run_id)
+    last = max(i for i, event in enumerate(events) if event["type"] == "start")
+    ran = [event["epoch"] for event in events[last:] if event["type"] == "epoch"]
+    return events[last]["epoch"], ran
+
+
+def optimizer_steps(path) -> int:
+    """Optimizer steps taken by a saved model: how much training its weights have seen."""
+    import keras
+
+    return int(keras.models.load_model(path).optimizer.iterations.numpy())
+
+
 def test_start_wait_continue_and_fork(tiny_dataset):
     seen = []
     run_id = start_run(tiny_dataset, "simple", {**QUICK, "epochs": 2})
@@ -45,6 +61,7 @@ def test_start_wait_continue_and_fork(tiny_dataset):
     assert (info.path / "worker.log").exists()
     assert [e["epoch"] for e in seen if e["type"] == "epoch"] == [1, 2]
     assert runs.read_metrics(run_id)["epochs_run"] == 2
+    first_two = runs.read_history(run_id)
 
     with pytest.raises(CnnlabError, match="only an interrupted, cancelled or failed run"):
         resume_run(run_id)
@@ -54,18 +71,28 @@ def test_start_wait_continue_and_fork(tiny_dataset):
     continue_run(run_id, 1)
     info = wait_for_run(run_id, timeout=WAIT_S)
     assert info.status == "completed", info.error
-    assert info.train["epochs"] == 3
-    assert len(runs.read_history(run_id)["loss"]) == 3
+    assert info.train["epochs"] == 3 and info.meta["continued_from_epoch"] == 2
+    history = runs.read_history(run_id)
+    assert len(history["loss"]) == 3 and history["loss"][:2] == first_two["loss"]
     assert runs.read_metrics(run_id)["epochs_run"] == 3
+    # It went on from epoch 2, with the optimizer state of the checkpoint.
+    assert epochs_after_last_start(run_id) == (2, [3])
+    assert optimizer_steps(info.path / "last.keras") == 3 * BATCHES
 
     with pytest.raises(CnnlabError, match="A fork keeps the model.*`image_size`"):
         fork_run(run_id, "best", image_size=32)
+    parent_last = (info.path / "last.keras").read_bytes()
     child = fork_run(run_id, "last", learning_rate=1e-4, epochs=1)
     info = wait_for_run(child, timeout=WAIT_S)
     assert info.status == "completed", info.error
     assert info.meta["parent"] == {"run_id": run_id, "checkpoint": "last", "epoch": 3}
     assert info.train["learning_rate"] == 1e-4
     assert len(runs.read_history(child)["loss"]) == 1
+    # The child starts from the parent's weights, numbered from 0, with a fresh optimizer.
+    assert (info.path / "init.keras").read_bytes() == parent_last
+    assert epochs_after_last_start(child) == (0, [1])
+    assert optimizer_steps(info.path / "last.keras") == BATCHES
+    assert len(runs.read_history(run_id)["loss"]) == 3  # the parent is left as it was
 
 
 def test_a_killed_worker_leaves_an_interrupted_run_that_resumes(tiny_dataset):
@@ -80,15 +107,23 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_resumes(tiny_dataset):
     )
     done = runs.read_checkpoints(run_id)["last"]["epoch"]
     assert 1 <= done < 60
+    before = runs.read_history(run_id)
 
     resume_run(run_id)
     info = wait_for_run(run_id, timeout=WAIT_S)
     assert info.status == "completed", info.error
     assert info.meta["resumes"] == 1
+    # The resumed worker started at the checkpoint's epoch and numbered on from there;
+    # a restart from epoch 0 would have begun at 0 and run epoch 1 again.
+    assert epochs_after_last_start(run_id) == (done, list(range(done + 1, 61)))
     history = runs.read_history(run_id)
-    assert len(history["loss"]) == 60  # epochs before the kill were kept, not redone
-    epochs = [e["epoch"] for e in runs.read_events(run_id) if e["type"] == "epoch"]
-    assert epochs[-1] == 60 and epochs.count(done + 1) >= 1
+    assert len(history["loss"]) == 60
+    # The checkpointed epochs' history is kept (epochs after the checkpoint are redone).
+    assert history["loss"][:done] == before["loss"][:done]
+    # The model trained 60 epochs of steps in all: the weights and optimizer state the
+    # resumed run began with were the checkpoint's, not fresh ones.
+    assert optimizer_steps(info.path / "last.keras") == 60 * BATCHES
+    assert runs.read_metrics(run_id)["epochs_run"] == 60
 
 
 def test_one_training_at_a_time_others_wait_queued(tiny_dataset, monkeypatch):
@@ -112,6 +147,9 @@ def test_one_training_at_a_time_others_wait_queued(tiny_dataset, monkeypatch):
     cancel_run(first)
     info = wait_for_run(first, timeout=WAIT_S)
     assert info.status == "cancelled"
-    # A cancel inside an epoch records only the epochs that ended (maybe none yet).
-    assert len(runs.read_history(first).get("loss", [])) < 200
+    # A cancel inside an epoch records only the epochs that ended (maybe none yet), and
+    # the last checkpoint is the last recorded epoch: a resume would go on from there.
+    recorded = len(runs.read_history(first).get("loss", []))
+    assert recorded < 200
+    assert (runs.read_checkpoints(first).get("last") or {}).get("epoch", 0) == recorded
     assert not (info.path / "metrics.json").exists()
