@@ -19,6 +19,8 @@ import hashlib
 import json
 import os
 import platform
+import socket
+import sys
 import time
 from typing import Any
 
@@ -28,6 +30,7 @@ from cnnlab import workspace
 from cnnlab.devices import describe_devices
 
 CACHE_FILE = "throughput.json"
+HOSTS = "hosts"  # the cache's entry of device keys per host
 PROBE_SECONDS = 1.5
 # Training multiply-accumulates per second assumed before anything was measured here.
 DEFAULT_MACS_PER_S = {"cpu": 1.5e10, "gpu": 1.0e12}
@@ -36,11 +39,30 @@ TRAINING_PASSES = 3
 
 
 def device_key() -> str:
-    """This machine's training device, as a cache key: GPU names, or the CPU and cores."""
+    """This machine's training device, as a cache key: GPU names, or the CPU and cores.
+
+    Finding GPUs means importing TensorFlow (seconds), so the key is kept per host:
+    a process that has TensorFlow loaded anyway (every training worker, the app)
+    refreshes it, and planning in a fresh process (the CLI) reads it.
+    """
+    host = f"{socket.gethostname()}:{os.environ.get('CUDA_VISIBLE_DEVICES', '')}"
+    cache = _read_cache()
+    known = cache.get(HOSTS, {}).get(host)
+    if isinstance(known, str) and "tensorflow" not in sys.modules:
+        return known
     device = describe_devices()
     if device["gpu_count"]:
-        return f"gpu:{device['gpu_count']}x{device['gpus'][0]}"
-    return f"cpu:{_cpu_model()}:{os.cpu_count() or 1}"
+        key = f"gpu:{device['gpu_count']}x{device['gpus'][0]}"
+    else:
+        key = f"cpu:{_cpu_model()}:{os.cpu_count() or 1}"
+    if key != known:
+        cache.setdefault(HOSTS, {})[host] = key
+        _write_cache(cache)
+    return key
+
+
+def is_gpu(key: str) -> bool:
+    return key.startswith("gpu:")
 
 
 def _cpu_model() -> str:
@@ -74,6 +96,12 @@ def _read_cache() -> dict[str, dict]:
     return cache if isinstance(cache, dict) else {}
 
 
+def _write_cache(cache: dict) -> None:
+    path = _cache_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    workspace.atomic_write_json(path, cache)
+
+
 def cached_throughput(key: str) -> float | None:
     """Training images/s measured on this device for ``key``, or None."""
     entry = _read_cache().get(device_key(), {}).get(key)
@@ -86,16 +114,15 @@ def record_throughput(key: str, images_per_s: float, source: str, macs: float | 
     """Remember ``images_per_s`` for ``key`` on this device (``source``: probe or run)."""
     if not images_per_s or not np.isfinite(images_per_s) or images_per_s <= 0:
         return
-    path = _cache_path()
-    path.parent.mkdir(parents=True, exist_ok=True)
+    device = device_key()
     cache = _read_cache()
-    cache.setdefault(device_key(), {})[key] = {
+    cache.setdefault(device, {})[key] = {
         "images_per_s": float(images_per_s),
         "macs": macs,
         "source": source,
         "measured": time.strftime("%Y-%m-%dT%H:%M:%S"),
     }
-    workspace.atomic_write_json(path, cache)
+    _write_cache(cache)
 
 
 def macs_per_image(arch: Any, image_size: int, channels: int, classes: int) -> float:
@@ -121,7 +148,7 @@ def estimated_throughput(key: str, macs: float) -> tuple[float, str]:
     ]
     if rates:
         return float(np.median(rates)) / (macs * TRAINING_PASSES), "scaled"
-    kind = "gpu" if device_key().startswith("gpu:") else "cpu"
+    kind = "gpu" if is_gpu(device_key()) else "cpu"
     return DEFAULT_MACS_PER_S[kind] / (macs * TRAINING_PASSES), "assumed"
 
 

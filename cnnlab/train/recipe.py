@@ -143,9 +143,9 @@ class Plan:
 
 
 def default_budget_minutes() -> float:
-    from cnnlab import devices
+    from cnnlab.train import probe
 
-    return DEFAULT_BUDGET_MINUTES["gpu" if devices.has_gpu() else "cpu"]
+    return DEFAULT_BUDGET_MINUTES["gpu" if probe.is_gpu(probe.device_key()) else "cpu"]
 
 
 def plan_run(
@@ -259,9 +259,10 @@ def _candidates(data: Dataset, image_size: int | None) -> list[tuple[Any, int]]:
     if not is_photo_set(data):
         size = auto_image_size(data)
         return [(auto_arch(size), size)]
-    from cnnlab import devices
+    from cnnlab.train import probe
 
-    ladder_sizes = (GPU_PHOTO_SIZES if devices.has_gpu() else ()) + PHOTO_SIZES
+    gpu = probe.is_gpu(probe.device_key())
+    ladder_sizes = (GPU_PHOTO_SIZES if gpu else ()) + PHOTO_SIZES
     largest = _rounded_side(data)
     sizes = [size for size in ladder_sizes if size <= largest] or [PHOTO_SIZES[-1]]
     ladder = [(auto_arch(size), size) for size in sizes]

@@ -225,18 +225,16 @@ def test_cli_train_takes_a_budget_and_reports_the_plan(tiny_dataset, capsys):
 
 
 def test_on_a_gpu_the_plan_gets_more_time_and_larger_images(workspace, monkeypatch):
-    from cnnlab import devices
     from cnnlab.train import probe
 
+    # A mocked device list: this machine has no GPU.
     gpu = {"gpus": ["Simulated GPU"], "gpu_count": 1, "device": "GPU: Simulated GPU"}
-    monkeypatch.setattr(devices, "has_gpu", lambda: True)
     monkeypatch.setattr(probe, "describe_devices", lambda: gpu)
     make_dataset_on_disk("photos", {"a": 6, "b": 6}, size=160, splits=(4, 1, 1))
     plan = plan_run("photos", probe=False)
     assert plan.spec.budget_minutes == 15.0
     assert plan.spec.image_size == 128 and plan.speed == "assumed"
 
-    monkeypatch.setattr(devices, "has_gpu", lambda: False)
     monkeypatch.setattr(probe, "describe_devices", lambda: {**gpu, "gpus": [], "gpu_count": 0})
     plan = plan_run("photos", probe=False)
     assert plan.spec.budget_minutes == 5.0 and plan.spec.image_size == 80
