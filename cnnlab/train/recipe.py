@@ -215,8 +215,6 @@ def plan_run(
     # Epochs the user asked for are kept: the run then stops on time if it must.
     epochs = int(changes.get("epochs") or fitting)
 
-    # A couple of epochs of warm-up steady the first steps (few per epoch on small sets).
-    warmup = min(2, epochs // 5)
     fields = dict(
         image_size=size,
         batch_size=batch_size,
@@ -225,15 +223,13 @@ def plan_run(
         learning_rate=2e-3,
         weight_decay=0.05,
         schedule="cosine",
-        warmup_epochs=warmup,
         label_smoothing=0.1,
         early_stopping=True,
         monitor="val_loss",
-        patience=max(4, epochs // 5),
-        early_stopping_start=_early_stopping_start(train_images, batch_size, epochs),
         restore_best_weights=True,
         augmentation=recommended,
         budget_minutes=float(budget_minutes or 0.0),
+        **epoch_fields(epochs, train_images, batch_size),
     )
     if weights is not None and arch.preset_name == "transfer":
         fields.update(pretrained.train_fields(epochs))
@@ -247,9 +243,32 @@ def plan_run(
     return Plan(arch, spec, estimate, how, weights is not None, note)
 
 
-def _early_stopping_start(train_images: int, batch_size: int, epochs: int) -> int:
-    steps_per_epoch = math.ceil(train_images / batch_size)
-    return min(math.ceil(EARLY_STOPPING_MIN_STEPS / steps_per_epoch), int(epochs * 0.7))
+def epoch_fields(epochs: int, train_images: int, batch_size: int) -> dict[str, int]:
+    """The fields that follow the number of epochs: a couple of epochs of warm-up to
+    steady the first steps, and early stopping that waits a few hundred steps."""
+    steps_per_epoch = math.ceil(max(train_images, 1) / batch_size)
+    start = min(math.ceil(EARLY_STOPPING_MIN_STEPS / steps_per_epoch), int(epochs * 0.7))
+    return {
+        "warmup_epochs": min(2, epochs // 5),
+        "patience": max(4, epochs // 5),
+        "early_stopping_start": start,
+    }
+
+
+def with_changes(plan: TrainSpec, dataset: str | Dataset, **changes: Any) -> TrainSpec:
+    """``plan`` with a user's ``changes``; when they change the epochs or the batch size
+    but not the fields that follow them (:func:`epoch_fields`), those follow too, so
+    asking for 2 epochs never collides with the plan's warm-up."""
+    changes = {key: value for key, value in changes.items() if getattr(plan, key, None) != value}
+    if "epochs" in changes or "batch_size" in changes:
+        data = _dataset(dataset)
+        derived = epoch_fields(
+            int(changes.get("epochs", plan.epochs)),
+            len(data.split("train")),
+            int(changes.get("batch_size", plan.batch_size)),
+        )
+        changes = {**derived, **changes}
+    return plan.with_changes(**changes) if changes else plan
 
 
 def _candidates(data: Dataset, image_size: int | None) -> list[tuple[Any, int]]:

@@ -238,3 +238,19 @@ def test_on_a_gpu_the_plan_gets_more_time_and_larger_images(workspace, monkeypat
     monkeypatch.setattr(probe, "describe_devices", lambda: {**gpu, "gpus": [], "gpu_count": 0})
     plan = plan_run("photos", probe=False)
     assert plan.spec.budget_minutes == 5.0 and plan.spec.image_size == 80
+
+
+def test_fewer_epochs_than_planned_bring_the_warm_up_along(tiny_dataset):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.recipe import with_changes
+
+    plan = plan_run(tiny_dataset, budget_minutes=1, probe=False)
+    assert plan.spec.warmup_epochs == 2 and plan.spec.epochs > 2
+    with pytest.raises(CnnlabError, match="`warmup_epochs` \\(2\\) must be less than"):
+        plan.spec.with_changes(epochs=1)
+    one = with_changes(plan.spec, tiny_dataset, epochs=1, learning_rate=0.01)
+    assert (one.epochs, one.warmup_epochs, one.learning_rate) == (1, 0, 0.01)
+    assert one.early_stopping_start == 0
+    # Fields the user set themselves are kept.
+    own = with_changes(plan.spec, tiny_dataset, epochs=10, warmup_epochs=5)
+    assert (own.epochs, own.warmup_epochs) == (10, 5)
