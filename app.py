@@ -69,16 +69,13 @@ def sidebar() -> None:
 
     dataset = st.session_state.get(DATASET_KEY)
     dataset_runs = {info.run_id: info for info in runs.list_runs(dataset)} if dataset else {}
-    # A new session (a refresh, a second browser) follows the live run, else the latest
-    # completed one, else the latest of any status.
-    preferred = sorted(
-        dataset_runs.values(), key=lambda info: (not info.is_active, info.status != "completed")
-    )
+    # A new session (a refresh, a second browser) shows the run every page would.
+    preferred = runs.default_run(dataset_runs.values())
     sidebar_choice(
         "Run",
         RUN_KEY,
         list(dataset_runs),
-        preferred[0].run_id if preferred else None,
+        preferred.run_id if preferred else None,
         format_func=lambda run_id: f"{run_id} ({dataset_runs[run_id].status})",
     )
     if dataset and not dataset_runs:

@@ -1,9 +1,11 @@
 """Predictions on the test split -> metrics (scikit-learn), confusion, and the errors.
 
 :func:`evaluate_predictions` is pure: true labels and softmax rows in, an
-:class:`Evaluation` out. :func:`evaluate_run` does the same for a stored run, reading
-``predictions.csv`` and the full probabilities (``probabilities.npy``, computed once
-from ``best.keras`` and cached in the run folder, so a page rerun does no model work).
+:class:`Evaluation` out. :func:`evaluate_run` does the same for a stored :class:`Run`,
+reading ``predictions.csv`` and the full probabilities (``probabilities.npy``, computed
+once from ``best.keras`` and cached in the run folder, so a page rerun does no model
+work); when they must be recomputed, :mod:`cnnlab.scoring` does it, as it does for
+the trainer and the export parity check.
 
 Every metric comes from scikit-learn with ``labels=`` given and ``zero_division=0``, so
 a class that is never predicted, a class absent from the test split, or a two-class
@@ -23,6 +25,8 @@ import numpy as np
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError
+from cnnlab.run import Run
+from cnnlab.scoring import chunks, score_batches, score_test_split
 
 PROBABILITIES_FILE = runs.PROBABILITIES_FILE
 # Top-k accuracies reported besides plain accuracy (only those with k < classes).
@@ -466,34 +470,32 @@ def most_confused(evaluation: Evaluation, n: int = 10) -> list[tuple[str, str, i
 # ------------------------------------------------------------------------------ runs
 
 
-def _read_prediction_rows(run_id: str) -> list[dict[str, Any]]:
-    info = runs.load_run(run_id)
-    path = info.path / runs.PREDICTIONS_FILE
-    if not path.exists() and info.status == "completed":
+def _read_prediction_rows(info: Run) -> list[dict[str, Any]]:
+    if not info.has_predictions and info.status == "completed":
         raise CnnlabError(
-            f"Run {run_id} completed without test predictions: its dataset had no test "
+            f"Run {info.run_id} completed without test predictions: its dataset had no test "
             "split. Give the dataset a test split (re-ingest with a test fraction) and retrain."
         )
-    if not path.exists():
+    if not info.has_predictions:
         raise CnnlabError(
-            f"Run {run_id} has no test predictions (status: {info.status}); they are "
+            f"Run {info.run_id} has no test predictions (status: {info.status}); they are "
             "written when a run completes. Pick a completed run or wait for this one."
         )
-    rows = runs.read_predictions(run_id)
+    rows = info.predictions()
     if not rows:
         raise CnnlabError(
-            f"Run {run_id} has no test predictions: its dataset's test split is empty. "
+            f"Run {info.run_id} has no test predictions: its dataset's test split is empty. "
             "Give the dataset a test split (re-ingest with a test fraction) and retrain."
         )
     return rows
 
 
-def _load_test_pixels(info: runs.RunInfo, files: list[str]) -> np.ndarray:
+def _load_test_pixels(info: Run, files: list[str]) -> np.ndarray:
     """The test images decoded and resized exactly as training did."""
     from cnnlab.data import pipeline
     from cnnlab.data.dataset import load_dataset
 
-    image_size = int(info.image_size or info.train.get("image_size") or 64)
+    image_size = _image_size(info)
     try:
         dataset = load_dataset(info.dataset)
         if dataset.files_and_labels("test")[0] == files:
@@ -519,59 +521,71 @@ def _load_test_pixels(info: runs.RunInfo, files: list[str]) -> np.ndarray:
     return np.stack(images)
 
 
-def _compute_probabilities(info: runs.RunInfo, files: list[str]) -> np.ndarray:
-    """Softmax rows of ``best.keras`` over the test images, in one batched pass."""
+def _image_size(info: Run) -> int:
+    return int(info.image_size or info.train.get("image_size") or 64)
+
+
+def _compute_probabilities(info: Run, files: list[str]) -> np.ndarray:
+    """Softmax rows of ``best.keras`` over the test images, in one batched pass: through
+    the training pipeline while the dataset still lists these files, else read one by one."""
     import os
 
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    import keras
+    from cnnlab.data.dataset import load_dataset
+    from cnnlab.predict import load_keras_model
 
-    model = keras.models.load_model(info.checkpoint("best"), compile=False)
-    pixels = _load_test_pixels(info, files)
-    probabilities = model.predict(pixels, batch_size=256, verbose=0)
-    return np.asarray(probabilities, dtype=np.float32)
+    model = load_keras_model(info.checkpoint("best"), info.run_id)
+
+    def forward(images):
+        return model(images, training=False)
+
+    try:
+        dataset = load_dataset(info.dataset)
+        same_files = dataset.files_and_labels("test")[0] == files
+    except CnnlabError:
+        same_files = False  # the dataset is gone
+    if same_files:
+        probabilities = score_test_split(forward, dataset, _image_size(info))[2]
+    else:
+        probabilities = score_batches(forward, chunks(_load_test_pixels(info, files)))
+    return probabilities.astype(np.float32)
 
 
-def run_probabilities(run_id: str, rows: list[dict[str, Any]] | None = None) -> np.ndarray:
+def run_probabilities(run: Run | str, rows: list[dict[str, Any]] | None = None) -> np.ndarray:
     """The full softmax rows of a run's test predictions (``predictions.csv`` order).
 
     Read from ``probabilities.npy`` when present and matching, otherwise computed once
     from ``best.keras`` and cached there atomically.
     """
-    info = runs.load_run(run_id)
-    rows = rows if rows is not None else _read_prediction_rows(run_id)
-    path = info.path / PROBABILITIES_FILE
+    info = runs.as_run(run)
+    rows = rows if rows is not None else _read_prediction_rows(info)
     classes = len(info.class_names)
-    if path.exists():
-        try:
-            cached = np.load(path, allow_pickle=False)
-        except (OSError, ValueError):
-            cached = None  # a damaged cache is recomputed, not fatal
-        if cached is not None and cached.shape == (len(rows), classes):
-            return cached
+    cached = info.probabilities()  # a damaged cache is recomputed, not fatal
+    if cached is not None and cached.shape == (len(rows), classes):
+        return cached
     probabilities = _compute_probabilities(info, [row["file"] for row in rows])
     if probabilities.shape != (len(rows), classes):
         raise CnnlabError(
-            f"The model of run {run_id} gives {probabilities.shape[1]} outputs for "
+            f"The model of run {info.run_id} gives {probabilities.shape[1]} outputs for "
             f"{classes} classes; its run.json and best.keras disagree."
         )
-    runs.write_probabilities(info.path, probabilities)
+    info.write_probabilities(probabilities)
     return probabilities
 
 
-def evaluate_run(run_id: str, k: int | Sequence[int] = DEFAULT_TOP_K) -> Evaluation:
-    """All metrics of a completed run on its test split.
+def evaluate_run(run: Run | str, k: int | Sequence[int] = DEFAULT_TOP_K) -> Evaluation:
+    """All metrics of a completed run (a Run or its id) on its test split.
 
     Raises:
         CnnlabError: for an unknown run, a run without predictions yet, or test images
             that are gone when the probabilities still have to be computed.
     """
-    info = runs.load_run(run_id)
-    rows = _read_prediction_rows(run_id)
+    info = runs.as_run(run)
+    rows = _read_prediction_rows(info)
     labels = info.class_names
     if not labels:
-        raise CnnlabError(f"Run {run_id} has no class_names in run.json; it is damaged.")
-    probabilities = run_probabilities(run_id, rows)
+        raise CnnlabError(f"Run {info.run_id} has no class_names in run.json; it is damaged.")
+    probabilities = run_probabilities(info, rows)
     evaluation = evaluate_predictions(
         [row["true"] for row in rows],
         probabilities,
@@ -584,17 +598,17 @@ def evaluate_run(run_id: str, k: int | Sequence[int] = DEFAULT_TOP_K) -> Evaluat
     return evaluation
 
 
-def evaluate_run_labels(run_id: str) -> Evaluation | None:
+def evaluate_run_labels(run: Run | str) -> Evaluation | None:
     """Metrics from ``predictions.csv`` alone (no model, no probabilities), or None.
 
     For listings of many runs: accuracy, per-class metrics and the confusion matrix are
     exact; curves and calibration use one-hot probabilities and are not meaningful.
     """
-    info = runs.load_run(run_id)
+    info = runs.as_run(run)
     labels = info.class_names
-    if not (info.path / runs.PREDICTIONS_FILE).exists() or not labels:
+    if not info.has_predictions or not labels:
         return None
-    rows = runs.read_predictions(run_id)
+    rows = info.predictions()
     if not rows:
         return None
     index = {label: i for i, label in enumerate(labels)}

@@ -33,7 +33,7 @@ import numpy as np
 
 from cnnlab import runs
 from cnnlab.errors import CnnlabError
-from cnnlab.predict import Predictor, model_path
+from cnnlab.predict import Predictor
 
 FORMATS = ("keras", "savedmodel", "tflite")
 FORMAT_TITLES = {"keras": "Keras (.keras)", "savedmodel": "SavedModel", "tflite": "TFLite"}
@@ -113,31 +113,32 @@ def check_format(fmt: str) -> str:
     return fmt
 
 
-def export_dir(run_id: str) -> Path:
-    return runs.load_run(run_id).path / EXPORT_DIR
+def export_dir(run: runs.Run | str) -> Path:
+    return runs.as_run(run).path / EXPORT_DIR
 
 
-def artifact_path(run_id: str, fmt: str, checkpoint: str = "best") -> Path:
+def artifact_path(run: runs.Run | str, fmt: str, checkpoint: str = "best") -> Path:
     """Where the ``fmt`` export of a run's ``checkpoint`` lives (whether or not it exists
     yet); each checkpoint has its own, so exporting ``last`` never reuses ``best``."""
     check_format(fmt)
     name = {"keras": "model.keras", "savedmodel": "savedmodel", "tflite": "model.tflite"}[fmt]
-    return export_dir(run_id) / f"{checkpoint}-{name}"
+    return export_dir(run) / f"{checkpoint}-{name}"
 
 
 def export_model(
-    run_id: str, fmt: str, checkpoint: str = "best", force: bool = False
+    run: runs.Run | str, fmt: str, checkpoint: str = "best", force: bool = False
 ) -> ExportResult:
-    """Export the run's model as ``fmt``; an export newer than the model is reused.
+    """Export the run's (a Run or its id) model as ``fmt``; an export newer than the
+    model is reused.
 
     Raises:
         CnnlabError: for an unknown format, a run without a usable model, or a
             conversion failure (with the converter's reason).
     """
     check_format(fmt)
-    info = runs.load_run(run_id)
-    source = model_path(info, checkpoint)
-    target = artifact_path(info.run_id, fmt, checkpoint)
+    info = runs.as_run(run)
+    source = info.model_path(checkpoint)
+    target = artifact_path(info, fmt, checkpoint)
     if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
         return ExportResult(info.run_id, fmt, target, _size(target), 0.0)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -372,7 +373,8 @@ class _Runner:
 
 
 def parity_images(predictor: Predictor, limit: int | None = None) -> tuple[np.ndarray, int]:
-    """The run's test images prepared as the app prepares uploads; and how many failed.
+    """The run's test images prepared as the app prepares uploads (decoded from their
+    bytes), so the check covers what users of the export feed it; and how many failed.
 
     Raises:
         CnnlabError: when the run's dataset is gone or its test split is empty.
@@ -404,7 +406,7 @@ def parity_images(predictor: Predictor, limit: int | None = None) -> tuple[np.nd
 
 
 def check_export(
-    run_id: str,
+    run: runs.Run | str,
     fmt: str,
     checkpoint: str = "best",
     limit: int | None = None,
@@ -413,31 +415,39 @@ def check_export(
     """Run the ``fmt`` export (made first if needed) over the run's test images and
     compare with the in-app model.
 
+    Both models score the same batches through :func:`cnnlab.scoring.score_batches`,
+    the loop that scores every test split.
+
     Args:
-        run_id: the run.
+        run: the run (a Run or its id).
         fmt: one of :data:`FORMATS`.
         checkpoint: the checkpoint exported and compared.
         limit: compare at most this many test images (all by default).
         predictor: an already loaded in-app predictor of the run, to reuse.
     """
+    from cnnlab.scoring import chunks, score_batches
+
     check_format(fmt)
     start = time.perf_counter()
+    run_id = run.run_id if isinstance(run, runs.Run) else run
     if predictor is None or predictor.run_id != run_id or predictor.checkpoint != checkpoint:
-        predictor = Predictor(run_id, checkpoint).load()
-    result = export_model(predictor.run_.run_id, fmt, checkpoint)
+        predictor = Predictor(run, checkpoint).load()
+    result = export_model(predictor.run_, fmt, checkpoint)
     pixels, skipped = parity_images(predictor, limit)
     runner = _Runner(fmt, result.path, predictor.run_.run_id)
-    app, exported = [], []
-    for begin in range(0, len(pixels), _CHECK_BATCH):
-        batch = pixels[begin : begin + _CHECK_BATCH]
-        app.append(predictor.probabilities(batch))
-        exported.append(runner(batch))
-    app_p, export_p = np.concatenate(app), np.concatenate(exported).astype("float64")
-    if export_p.shape != app_p.shape:
-        raise CnnlabError(
-            f"The {fmt} export gives outputs of shape {export_p.shape[1:]}, the app model "
-            f"{app_p.shape[1:]}; export it again."
-        )
+    classes = len(predictor.class_names_)
+
+    def both(batch: np.ndarray) -> np.ndarray:
+        app, exported = predictor.probabilities(batch), np.asarray(runner(batch))
+        if exported.shape != app.shape:
+            raise CnnlabError(
+                f"The {fmt} export gives outputs of shape {exported.shape[1:]}, the app "
+                f"model {app.shape[1:]}; export it again."
+            )
+        return np.concatenate([app, exported], axis=1)
+
+    rows = score_batches(both, chunks(pixels, _CHECK_BATCH))
+    app_p, export_p = rows[:, :classes], rows[:, classes:]
     same = app_p.argmax(axis=1) == export_p.argmax(axis=1)
     difference = np.abs(app_p - export_p)
     return ParityReport(

@@ -109,13 +109,16 @@ class Predictor:
     ``channels_``, ``run_``.
 
     Args:
-        run_id: the run whose model to use.
+        run: the run whose model to use (a :class:`~cnnlab.run.Run` or its id).
         checkpoint: ``best`` (the best epoch, default) or ``last``.
         batch_size: images per forward pass in :meth:`predict_many`.
     """
 
-    def __init__(self, run_id: str, checkpoint: str = "best", batch_size: int = DEFAULT_BATCH_SIZE):
-        self.run_id = run_id
+    def __init__(
+        self, run: runs.Run | str, checkpoint: str = "best", batch_size: int = DEFAULT_BATCH_SIZE
+    ):
+        self.run = run
+        self.run_id = run.run_id if isinstance(run, runs.Run) else run
         self.checkpoint = checkpoint
         self.batch_size = batch_size
 
@@ -128,18 +131,14 @@ class Predictor:
             CnnlabError: when the run does not exist, has no model (failed, cancelled
                 or still before its first epoch), or its model file cannot be read.
         """
-        if self.checkpoint not in runs.CHECKPOINTS:
-            raise CnnlabError(
-                "`checkpoint` must be one of 'best', 'last'. "
-                f"Received: checkpoint={self.checkpoint!r}"
-            )
+        runs.check_checkpoint(self.checkpoint)
         if not isinstance(self.batch_size, int) or self.batch_size < 1:
             raise CnnlabError(
                 f"`batch_size` must be a whole number of at least 1. "
                 f"Received: batch_size={self.batch_size!r}"
             )
-        info = runs.load_run(self.run_id)
-        path = model_path(info, self.checkpoint)
+        info = runs.as_run(self.run)
+        path = info.model_path(self.checkpoint)
         model = load_keras_model(path, info.run_id)
         self.run_ = info
         self.model_path_ = path
@@ -356,29 +355,6 @@ def resize_pixels(image: Image.Image, size: int) -> np.ndarray:
     return pipeline_resize(pixels, size)
 
 
-def model_path(info: runs.RunInfo, checkpoint: str = "best") -> Path:
-    """The run's model file, or a message that says why there is none and what to do.
-
-    Raises:
-        CnnlabError: when the run has no model file for ``checkpoint``.
-    """
-    path = info.path / f"{checkpoint}.keras"
-    if path.exists():
-        return path
-    other = "last" if checkpoint == "best" else "best"
-    if (info.path / f"{other}.keras").exists():
-        hint = f"it has a {other} checkpoint: use checkpoint={other!r}."
-    elif info.status in ("failed", "cancelled", "interrupted"):
-        reason = f": {info.error}" if info.error else ""
-        hint = f"it {info.status} before saving one{reason}. Train it again or pick another run."
-    else:
-        hint = (
-            f"it is {info.status} and writes its first model at the end of the first epoch; "
-            "wait for it or pick a completed run."
-        )
-    raise CnnlabError(f"Run {info.run_id} has no usable model ({checkpoint}.keras): {hint}")
-
-
 def load_keras_model(path: Path, run_id: str):
     """Load a ``.keras`` file without its optimizer; a damaged file is a CnnlabError."""
     import keras
@@ -398,7 +374,7 @@ def load_keras_model(path: Path, run_id: str):
         ) from error
 
 
-def model_input_size(model, info: runs.RunInfo | None = None) -> tuple[int, int]:
+def model_input_size(model, info: runs.Run | None = None) -> tuple[int, int]:
     """``(image_size, channels)`` the model is fed at: its own fixed input size, else the
     run's ``image_size`` (models taking any size resize inside to that)."""
     shape = tuple(model.inputs[0].shape)
@@ -420,7 +396,7 @@ def model_input_size(model, info: runs.RunInfo | None = None) -> tuple[int, int]
     return int(size), int(channels)
 
 
-def _class_names(info: runs.RunInfo, model) -> list[str]:
+def _class_names(info: runs.Run, model) -> list[str]:
     names = info.class_names
     outputs = int(model.outputs[0].shape[-1])
     if len(names) != outputs:
@@ -505,24 +481,22 @@ def _read_files(paths: Iterable[Path]) -> Iterable[tuple[str, bytes | str]]:
             yield name, f"cannot read the file ({error.strerror or error})"
 
 
-def has_model(info: runs.RunInfo) -> bool:
+def has_model(info: runs.Run) -> bool:
     """Whether the run has saved a model (best or last) that prediction can use."""
-    return any((info.path / f"{which}.keras").exists() for which in runs.CHECKPOINTS)
+    return info.has_model
 
 
-def runs_with_model(run_list: Sequence[runs.RunInfo] | None = None) -> list[runs.RunInfo]:
+def runs_with_model(run_list: Sequence[runs.Run] | None = None) -> list[runs.Run]:
     """The runs (newest first) that have a saved model."""
     run_list = runs.list_runs() if run_list is None else run_list
-    return [info for info in run_list if has_model(info)]
+    return [info for info in run_list if info.has_model]
 
 
-def default_run_id(run_list: Sequence[runs.RunInfo] | None = None) -> str | None:
-    """The newest completed run that has a model; else the newest run with any model."""
-    with_model = runs_with_model(run_list)
-    for info in with_model:
-        if info.status == "completed":
-            return info.run_id
-    return with_model[0].run_id if with_model else None
+def default_run_id(run_list: Sequence[runs.Run] | None = None) -> str | None:
+    """The run Predict shows by default (:func:`cnnlab.runs.default_run` among the runs
+    with a model)."""
+    run = runs.default_run(runs_with_model(run_list))
+    return run.run_id if run else None
 
 
 def images_per_second(predictions: Sequence[Prediction], seconds: float) -> float:

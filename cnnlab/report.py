@@ -16,7 +16,6 @@ import time
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +32,7 @@ BUNDLE_FILES = (
     runs.PREDICTIONS_FILE,
     runs.CHECKPOINTS_FILE,
     runs.EVENTS_FILE,
-    "best.keras",
+    runs.checkpoint_file("best"),
 )
 # Hyper-parameters shown as columns of the experiments table.
 KEY_TRAIN_FIELDS = (
@@ -52,58 +51,34 @@ KEY_TRAIN_FIELDS = (
 # ------------------------------------------------------------------------ the table
 
 
-def run_label(info: runs.RunInfo) -> str:
+def run_label(info: runs.Run) -> str:
     """The run's name when it has one, else its id."""
-    return info.meta.get("name") or info.run_id
+    return info.label
 
 
-def _arch_name(meta: dict[str, Any]) -> str:
-    arch = meta.get("arch") or {}
-    return meta.get("arch_label") or arch.get("name") or arch.get("preset") or "custom"
-
-
-def _device_name(device: Any) -> str:
-    if isinstance(device, dict):
-        return str(device.get("device") or device.get("strategy") or "")
-    return str(device or "")
-
-
-def _seconds_between(start: str | None, end: str | None) -> float | None:
-    if not start or not end:
-        return None
-    try:
-        return (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
-    except ValueError:
-        return None
-
-
-def experiment_row(info: runs.RunInfo) -> dict[str, Any]:
-    """One line of the experiments table (JSON-ready)."""
-    meta = info.meta
+def experiment_row(info: runs.Run) -> dict[str, Any]:
+    """One line of the experiments table (JSON-ready): the run's summary, its key
+    hyper-parameters and macro F1."""
+    summary = info.summary()
     train = info.train
-    history = runs.read_history(info.run_id)
-    metrics = runs.read_metrics(info.run_id)
-    val_accuracy = [v for v in history.get("val_accuracy") or [] if v is not None]
-    evaluation = evaluate_run_labels(info.run_id) if info.status == "completed" else None
-    duration = metrics.get("duration_s")
-    if duration is None:
-        duration = _seconds_between(meta.get("started"), meta.get("finished"))
+    evaluation = evaluate_run_labels(info) if info.status == "completed" else None
+    duration = summary["duration_s"]
     return {
         "run_id": info.run_id,
-        "name": meta.get("name") or "",
-        "tags": ", ".join(meta.get("tags") or []),
+        "name": summary["name"] or "",
+        "tags": ", ".join(summary["tags"]),
         "status": info.status,
         "dataset": info.dataset,
-        "arch": _arch_name(meta),
+        "arch": summary["arch"],
         **{key: train.get(key) for key in KEY_TRAIN_FIELDS},
-        "best_val_accuracy": max(val_accuracy) if val_accuracy else None,
-        "test_accuracy": metrics.get("test_accuracy", metrics.get("accuracy")),
+        "best_val_accuracy": summary["best_val_accuracy"],
+        "test_accuracy": summary["test_accuracy"],
         "macro_f1": evaluation.macro_f1 if evaluation else None,
-        "epochs_run": len(history.get("loss") or []),
+        "epochs_run": summary["epochs_run"],
         "duration_s": round(duration, 1) if duration is not None else None,
-        "device": _device_name(meta.get("device")),
+        "device": summary["device"],
         "created": info.created,
-        "study": meta.get("study") or "",
+        "study": summary["study"] or "",
     }
 
 
@@ -147,7 +122,7 @@ def _flatten(prefix: str, value: Any, into: dict[str, Any]) -> None:
         into[prefix] = value
 
 
-def run_config(info: runs.RunInfo) -> dict[str, Any]:
+def run_config(info: runs.Run) -> dict[str, Any]:
     """The settings that make a run what it is, flattened to dotted keys."""
     flat: dict[str, Any] = {"dataset": info.dataset}
     _flatten("arch", info.arch, flat)
@@ -177,7 +152,7 @@ def config_diff(run_ids: Sequence[str]) -> list[dict[str, Any]]:
     return rows
 
 
-def _unique_labels(infos: Sequence[runs.RunInfo]) -> list[str]:
+def _unique_labels(infos: Sequence[runs.Run]) -> list[str]:
     labels = [run_label(info) for info in infos]
     return [
         label if labels.count(label) == 1 else f"{label} ({info.run_id})"
@@ -224,7 +199,7 @@ def compare_runs(run_ids: Sequence[str]) -> Comparison:
     classes: list[str] = []
     per_class: dict[str, dict[str, float | None]] = {}
     for info, label in zip(infos, labels, strict=True):
-        evaluation = evaluate_run_labels(info.run_id)
+        evaluation = evaluate_run_labels(info)
         scores = evaluation.per_class if evaluation else {}
         for name in info.class_names:
             if name not in classes:
@@ -246,8 +221,7 @@ def compare_runs(run_ids: Sequence[str]) -> Comparison:
         run_ids=run_ids,
         labels=labels,
         rows=[experiment_row(info) for info in infos],
-        histories={label: runs.read_history(info.run_id) for info, label in zip(infos, labels,
-                                                                                  strict=True)},
+        histories={label: info.history() for info, label in zip(infos, labels, strict=True)},
         config_diff=diff,
         classes=classes,
         per_class_f1={label: {name: per_class[label].get(name) for name in classes}
@@ -305,7 +279,7 @@ def start_imbalance_study(run_id: str, variants: Sequence[str] = tuple(STUDY_VAR
             source.arch,
             spec,
             name=f"{run_label(source)} [{name}]",
-            tags=sorted({*(source.meta.get("tags") or []), "imbalance-study"}),
+            tags=sorted({*source.tags, "imbalance-study"}),
             study=study_id,
             study_variant=name,
             study_source=run_id,
@@ -368,12 +342,12 @@ def load_study(study_id: str) -> Study:
     Raises:
         CnnlabError: when no run belongs to ``study_id``.
     """
-    members = [info for info in runs.list_runs() if info.meta.get("study") == study_id]
+    members = [info for info in runs.list_runs() if info.study == study_id]
     if not members:
         known = ", ".join(list_studies()) or "none yet"
         raise CnnlabError(f"There is no imbalance study {study_id!r} (studies: {known}).")
-    source_id = members[0].meta.get("study_source")
-    by_variant = {info.meta.get("study_variant"): info for info in members}
+    source_id = members[0].study_source
+    by_variant = {info.study_variant: info for info in members}
     try:
         source = runs.load_run(source_id)
         variant = variant_of(source.train)
@@ -391,7 +365,7 @@ def load_study(study_id: str) -> Study:
         classes=classes,
     )
     for name, info in ordered.items():
-        evaluation = evaluate_run_labels(info.run_id) if info.status == "completed" else None
+        evaluation = evaluate_run_labels(info) if info.status == "completed" else None
         if evaluation is None:
             continue
         study.recall[name] = {c: evaluation.per_class[c]["recall"] for c in classes}
@@ -405,8 +379,8 @@ def list_studies(source: str | None = None) -> list[str]:
     """Study ids, newest first (those started from run ``source`` when given)."""
     found: dict[str, str] = {}
     for info in runs.list_runs():
-        study = info.meta.get("study")
-        if study and (source is None or info.meta.get("study_source") == source):
+        study = info.study
+        if study and (source is None or info.study_source == source):
             found.setdefault(study, info.created)
     return sorted(found, key=lambda s: (found[s], s), reverse=True)
 
@@ -436,15 +410,15 @@ def _fmt(value: Any) -> str:
     return str(value)
 
 
-def html_report(run_id: str) -> str:
+def html_report(run: runs.Run | str) -> str:
     """A self-contained HTML page (plotly.js inlined) describing one completed run:
     configuration, learning curves, metrics, confusion matrix, curves and calibration.
     """
     from cnnlab import eval_plots
 
-    info = runs.load_run(run_id)
-    evaluation = evaluate_run(run_id)
-    history = runs.read_history(run_id)
+    info = runs.as_run(run)
+    evaluation = evaluate_run(info)
+    history = info.history()
     row = experiment_row(info)
     figures = [
         eval_plots.history_figure(history),
@@ -476,7 +450,7 @@ def html_report(run_id: str) -> str:
                     "created", "duration_s", "epochs_run", "best_val_accuracy")
     ]  # fmt: skip
     train = [{"setting": key, "value": value} for key, value in info.train.items()]
-    versions = [{"package": k, "version": v} for k, v in (info.meta.get("versions") or {}).items()]
+    versions = [{"package": k, "version": v} for k, v in info.versions.items()]
     confused = [{"true": t, "predicted": p, "images": c} for t, p, c in most_confused(evaluation)]
     title = html.escape(f"cnnlab report: {run_label(info)}")
     return f"""<!DOCTYPE html>
@@ -504,31 +478,32 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem
 <h2>Calibration</h2>{parts[5]}
 <h2>Configuration</h2><h3>Training</h3>{_table(train)}
 <h3>Architecture</h3><pre>{html.escape(json.dumps(info.arch, indent=2))}</pre>
-<h3>Class weights used</h3><pre>{html.escape(json.dumps(info.meta.get("class_weights")))}</pre>
+<h3>Class weights used</h3><pre>{html.escape(json.dumps(info.class_weights))}</pre>
 <h3>Environment</h3>{_table(versions)}
 </body></html>
 """
 
 
-def write_report(run_id: str, path: str | Path | None = None) -> Path:
+def write_report(run: runs.Run | str, path: str | Path | None = None) -> Path:
     """Write :func:`html_report` to ``path`` (default: ``report.html`` in the run folder)."""
-    text = html_report(run_id)
-    target = Path(path) if path else runs.load_run(run_id).path / REPORT_FILE
+    info = runs.as_run(run)
+    text = html_report(info)
+    target = Path(path) if path else info.path / REPORT_FILE
     if target.is_dir():
-        target = target / f"{run_id}-{REPORT_FILE}"
+        target = target / f"{info.run_id}-{REPORT_FILE}"
     workspace.atomic_write_text(target, text)
     return target
 
 
-def run_bundle(run_id: str) -> bytes:
+def run_bundle(run: runs.Run | str) -> bytes:
     """A zip of the run's model, specs, history, metrics, predictions and HTML report."""
-    info = runs.load_run(run_id)
+    info = runs.as_run(run)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
         for name in BUNDLE_FILES:
             path = info.path / name
             if path.exists():
                 archive.write(path, f"{info.run_id}/{name}")
-        if (info.path / runs.PREDICTIONS_FILE).exists():
-            archive.writestr(f"{info.run_id}/{REPORT_FILE}", html_report(run_id))
+        if info.has_predictions:
+            archive.writestr(f"{info.run_id}/{REPORT_FILE}", html_report(info))
     return buffer.getvalue()

@@ -9,11 +9,16 @@ Layout of ``$CNNLAB_HOME/runs/<run_id>/``::
     checkpoints.json  {"last": {"epoch": n}, "best": {"epoch": n, "monitor": ..., "value": ...}}
     best.keras        the best epoch's model (optimizer state kept)
     last.keras        the last finished epoch's model (optimizer state kept)
+    init.keras        a fork's starting weights
     metrics.json      final metrics from the evaluation on the test split
     predictions.csv   file,true,pred,confidence for every test image
+    probabilities.npy the softmax rows of the test split, in predictions.csv's order
     heartbeat         touched every few seconds by the worker
     cancel            present when a cancel was requested
     worker.log        the worker's stdout and stderr
+
+:class:`cnnlab.run.Run` reads one folder (:class:`~cnnlab.run.RunRecord` is what
+``run.json`` records); this module creates, lists, resolves and watches runs.
 
 A run whose worker died (killed, crashed, machine restarted) is read as ``interrupted``:
 its status says queued or running, but the worker's process is gone or its heartbeat is
@@ -23,135 +28,55 @@ older than :data:`HEARTBEAT_TIMEOUT_S`.
 from __future__ import annotations
 
 import contextlib
-import csv
 import json
 import math
+import os
 import re
 import secrets
 import socket
 import threading
 import time
-from dataclasses import dataclass, field
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
-from filelock import FileLock
 
 from cnnlab import workspace
 from cnnlab.errors import CnnlabError
+from cnnlab.run import (  # noqa: F401 - the run store's names, re-exported
+    ACTIVE_STATUSES,
+    CANCEL_FILE,
+    CHECKPOINTS,
+    CHECKPOINTS_FILE,
+    EVENTS_FILE,
+    HEARTBEAT_FILE,
+    HISTORY_FILE,
+    INIT_CHECKPOINT,
+    LOG_FILE,
+    METRICS_FILE,
+    PREDICTION_FIELDS,
+    PREDICTIONS_FILE,
+    PROBABILITIES_FILE,
+    RUN_FILE,
+    Run,
+    RunRecord,
+    check_checkpoint,
+    checkpoint_file,
+)
 
 STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupted")
-ACTIVE_STATUSES = ("queued", "running")
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 HEARTBEAT_TIMEOUT_S = 30.0
 HEARTBEAT_INTERVAL_S = 2.0
 # A recorded process start time matches the live one within this many seconds: on Linux
 # the start time is boot time (whole seconds) plus clock ticks, so it can round apart.
 PROCESS_START_TOLERANCE_S = 2.0
-
-RUN_FILE = "run.json"
-EVENTS_FILE = "events.jsonl"
-HISTORY_FILE = "history.json"
-CHECKPOINTS_FILE = "checkpoints.json"
-METRICS_FILE = "metrics.json"
-PREDICTIONS_FILE = "predictions.csv"
-PREDICTION_FIELDS = ("file", "true", "pred", "confidence")
-PROBABILITIES_FILE = "probabilities.npy"  # full softmax rows, predictions.csv's order
-HEARTBEAT_FILE = "heartbeat"
-CANCEL_FILE = "cancel"
-LOG_FILE = "worker.log"
-CHECKPOINTS = ("best", "last")
 _ID_UNSAFE = re.compile(r"[^A-Za-z0-9_]+")
 
-
-@dataclass
-class RunInfo:
-    """One run as read from its folder, with its status resolved against the heartbeat.
-
-    Attributes:
-        run_id: the folder name.
-        path: the run folder.
-        status: one of :data:`STATUSES` (``interrupted`` when the worker died).
-        meta: the parsed ``run.json``.
-    """
-
-    run_id: str
-    path: Path
-    status: str
-    meta: dict[str, Any] = field(repr=False)
-
-    @property
-    def dataset(self) -> str:
-        return self.meta.get("dataset", "")
-
-    @property
-    def created(self) -> str:
-        return self.meta.get("created", "")
-
-    @property
-    def error(self) -> str | None:
-        return self.meta.get("error")
-
-    @property
-    def arch(self) -> dict[str, Any]:
-        return self.meta.get("arch") or {}
-
-    @property
-    def train(self) -> dict[str, Any]:
-        return self.meta.get("train") or {}
-
-    @property
-    def class_names(self) -> list[str]:
-        return list(self.meta.get("class_names") or [])
-
-    @property
-    def image_size(self) -> int | None:
-        return self.meta.get("image_size")
-
-    @property
-    def channels(self) -> int | None:
-        return self.meta.get("channels")
-
-    @property
-    def is_active(self) -> bool:
-        return self.status in ACTIVE_STATUSES
-
-    def checkpoint(self, which: str = "best") -> Path:
-        """Path of the ``best`` or ``last`` checkpoint.
-
-        Raises:
-            CnnlabError: for another name, or when the run has no such checkpoint yet.
-        """
-        if which not in CHECKPOINTS:
-            raise CnnlabError(
-                f"`checkpoint` must be one of 'best', 'last'. Received: checkpoint={which!r}"
-            )
-        path = self.path / f"{which}.keras"
-        if not path.exists():
-            raise CnnlabError(
-                f"Run {self.run_id} has no {which} checkpoint yet (status: {self.status}); "
-                "it is written at the end of the first epoch."
-            )
-        return path
-
-    def summary(self) -> dict[str, Any]:
-        """A small JSON-ready row for listings (``runs --json``, the queue table)."""
-        metrics = read_metrics(self.run_id)
-        return {
-            "run_id": self.run_id,
-            "status": self.status,
-            "dataset": self.dataset,
-            "arch": self.meta.get("arch_label") or self.arch.get("preset") or "custom",
-            "created": self.created,
-            "started": self.meta.get("started"),
-            "finished": self.meta.get("finished"),
-            "epochs": self.train.get("epochs"),
-            "epochs_run": metrics.get("epochs_run", len(read_history(self.run_id).get("loss", []))),
-            "test_accuracy": metrics.get("test_accuracy"),
-            "error": self.error,
-        }
+# The name older code uses for a Run.
+RunInfo = Run
 
 
 def now_iso() -> str:
@@ -173,7 +98,7 @@ def run_path(run_id: str) -> Path:
     return workspace.run_dir(run_id)
 
 
-def create_run(meta: dict[str, Any]) -> RunInfo:
+def create_run(meta: dict[str, Any]) -> Run:
     """Create the folder and ``run.json`` of a new run (``meta["run_id"]`` must be new)."""
     run_id = workspace.safe_name(meta["run_id"], "run id")
     path = run_path(run_id)
@@ -181,22 +106,12 @@ def create_run(meta: dict[str, Any]) -> RunInfo:
     meta = {"run_id": run_id, "status": "queued", "created": now_iso(), **meta}
     workspace.atomic_write_json(path / RUN_FILE, meta)
     touch_heartbeat(run_id)
-    return RunInfo(run_id, path, meta["status"], meta)
-
-
-def _locked(path: Path) -> FileLock:
-    """Serialise read-modify-write of ``run.json`` between the worker and the UI/CLI."""
-    return FileLock(path / ".run.lock")
+    return Run(path, meta, meta["status"])
 
 
 def update_run(run_id: str, **fields: Any) -> dict[str, Any]:
     """Merge ``fields`` into ``run.json`` atomically; returns the new contents."""
-    path = _existing_path(run_id)
-    with _locked(path):
-        meta = workspace.read_json(path / RUN_FILE, default={}) or {}
-        meta.update(fields)
-        workspace.atomic_write_json(path / RUN_FILE, meta)
-    return meta
+    return Run(_existing_path(run_id)).update(**fields).meta
 
 
 def _existing_path(run_id: str) -> Path:
@@ -210,43 +125,51 @@ def _existing_path(run_id: str) -> Path:
     return path
 
 
-def load_run(run_id: str) -> RunInfo:
+def load_run(run_id: str) -> Run:
     """Read a run, resolving a dead worker's status to ``interrupted``.
 
     Raises:
         CnnlabError: when there is no such run (the message lists recent ones).
     """
-    path = _existing_path(run_id)
-    meta = workspace.read_json(path / RUN_FILE, default={}) or {}
-    return RunInfo(path.name, path, resolve_status(meta, path), meta)
+    return _read(_existing_path(run_id))
 
 
-def list_runs(dataset: str | None = None) -> list[RunInfo]:
+def as_run(run: Run | str) -> Run:
+    """``run`` itself when it is a :class:`Run`, else the run of that id (resolved)."""
+    return run if isinstance(run, Run) else load_run(run)
+
+
+def list_runs(dataset: str | None = None) -> list[Run]:
     """All runs, newest first; only those of ``dataset`` when given."""
     runs = []
     for path in workspace.runs_root().iterdir():
         if not (path / RUN_FILE).exists():
             continue
         try:
-            meta = workspace.read_json(path / RUN_FILE, default={}) or {}
+            info = _read(path)
         except CnnlabError:
             continue  # a damaged run.json hides one run, not the list
-        if dataset is not None and meta.get("dataset") != dataset:
-            continue
-        runs.append(RunInfo(path.name, path, resolve_status(meta, path), meta))
+        if dataset is None or info.dataset == dataset:
+            runs.append(info)
     runs.sort(key=lambda info: (info.created, info.run_id), reverse=True)
     return runs
 
 
-def resolve_status(meta: dict[str, Any], path: Path) -> str:
+def _read(path: Path) -> Run:
+    info = Run(path)
+    info.status = resolve_status(info)
+    return info
+
+
+def resolve_status(info: Run) -> str:
     """The stored status, or ``interrupted`` when an active run's worker is gone."""
-    status = meta.get("status", "queued")
+    status = info.status
     if status not in ACTIVE_STATUSES:
         return status
-    age = heartbeat_age(path)
+    age = heartbeat_age(info.path)
     if age is None or age > HEARTBEAT_TIMEOUT_S:
         return "interrupted"
-    worker = meta.get("worker") or {}
+    worker = info.worker
     pid = worker.get("pid")
     if (
         pid
@@ -347,23 +270,7 @@ def read_events(run_id: str, since: int = 0) -> list[dict[str, Any]]:
 
     Pass ``since=len(events_read_so_far)`` to poll for new events only.
     """
-    path = run_path(run_id) / EVENTS_FILE
-    try:
-        text = path.read_text("utf-8", errors="replace")
-    except FileNotFoundError:
-        return []
-    events = []
-    lines = text.split("\n")
-    # Without a final newline the last line may still be being written: leave it.
-    for line in lines[:-1]:
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            events.append(json.loads(line))
-        except json.JSONDecodeError:
-            continue
-    return events[since:]
+    return Run(run_path(run_id)).events(since)
 
 
 class EventReader:
@@ -394,53 +301,31 @@ class EventReader:
 
 def read_history(run_id: str) -> dict[str, list[float]]:
     """``{metric: [value per epoch]}`` (empty before the first epoch ends)."""
-    return workspace.read_json(run_path(run_id) / HISTORY_FILE, default={}) or {}
+    return Run(run_path(run_id)).history()
 
 
 def read_checkpoints(run_id: str) -> dict[str, Any]:
-    return workspace.read_json(run_path(run_id) / CHECKPOINTS_FILE, default={}) or {}
+    return Run(run_path(run_id)).checkpoints()
 
 
 def read_metrics(run_id: str) -> dict[str, Any]:
     """Final metrics (test accuracy, loss, ...); empty until the run has completed."""
-    return workspace.read_json(run_path(run_id) / METRICS_FILE, default={}) or {}
+    return Run(run_path(run_id)).metrics()
 
 
 def read_predictions(run_id: str) -> list[dict[str, Any]]:
     """Rows of ``predictions.csv``: file, true, pred, confidence (float)."""
-    path = run_path(run_id) / PREDICTIONS_FILE
-    if not path.exists():
-        raise CnnlabError(
-            f"Run {run_id} has no predictions yet; they are written when the run completes."
-        )
-    with open(path, newline="", encoding="utf-8") as handle:
-        rows = list(csv.DictReader(handle))
-    for row in rows:
-        row["confidence"] = float(row["confidence"])
-    return rows
+    return Run(run_path(run_id)).predictions()
 
 
 def write_predictions(path: Path, rows: list[tuple[str, str, str, float]]) -> None:
     """Write ``predictions.csv`` atomically from (file, true, pred, confidence) rows."""
-    import io
-
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(PREDICTION_FIELDS)
-    for file, true, pred, confidence in rows:
-        writer.writerow([file, true, pred, f"{confidence:.6f}"])
-    workspace.atomic_write_text(Path(path) / PREDICTIONS_FILE, buffer.getvalue())
+    Run(path).write_predictions(rows)
 
 
 def write_probabilities(path: Path, probabilities) -> None:
     """Write the test split's softmax rows (``predictions.csv`` order) atomically."""
-    import io
-
-    import numpy as np
-
-    buffer = io.BytesIO()
-    np.save(buffer, np.asarray(probabilities, dtype=np.float32), allow_pickle=False)
-    workspace.atomic_write_bytes(Path(path) / PROBABILITIES_FILE, buffer.getvalue())
+    Run(path).write_probabilities(probabilities)
 
 
 def cancel_requested(path: Path) -> bool:
@@ -487,11 +372,32 @@ def delete_run(run_id: str) -> None:
     workspace.remove_tree(info.path)
 
 
-def queue_key(info: RunInfo) -> tuple[float, str, str]:
+def queue_key(info: Run) -> tuple[float, str, str]:
     """A run's place in the queue: first queued, first trained."""
-    return (float(info.meta.get("queued_at") or 0.0), info.created, info.run_id)
+    return (float(info.queued_at or 0.0), info.created, info.run_id)
 
 
-def active_runs() -> list[RunInfo]:
+def active_runs() -> list[Run]:
     """Queued and running runs, oldest first: the queue as users see it."""
     return sorted((info for info in list_runs() if info.is_active), key=queue_key)
+
+
+def default_run(candidates: Iterable[Run] | None = None) -> Run | None:
+    """The run to show when the user has not picked one: the newest live (queued or
+    running) run, else the newest completed one, else the newest of any status.
+
+    Args:
+        candidates: the runs to choose from, newest first (default: all runs); a page
+            passes those it can show (e.g. completed runs, runs with a model).
+    """
+    candidates = list_runs() if candidates is None else list(candidates)
+    # sorted() is stable: within each group the newest stays first.
+    ranked = sorted(candidates, key=lambda info: (not info.is_active, info.status != "completed"))
+    return ranked[0] if ranked else None
+
+
+def worker_info(pid: int | None = None) -> dict[str, Any]:
+    """Who runs a run: pid, host, and the process's start time (so a reused pid is
+    not taken for the worker, see :func:`pid_alive`)."""
+    pid = pid or os.getpid()
+    return {"pid": pid, "host": socket.gethostname(), "process_started": process_started(pid)}

@@ -416,11 +416,10 @@ def run_to_show(dataset: str | None) -> str | None:
     run_id = current_run()
     if run_id:
         return run_id
-    active = runs.active_runs()
-    latest = active[:1] or runs.list_runs(dataset)[:1]
-    if latest:
-        select_run(latest[0].run_id)
-        return latest[0].run_id
+    default = runs.default_run(runs.list_runs(dataset))
+    if default:
+        select_run(default.run_id)
+        return default.run_id
     return None
 
 

@@ -29,23 +29,17 @@ SORTS = {"loss": "Most wrong first (loss)", "confidence": "Most confident first"
 st.title("Evaluate")
 
 
-def run_version(run_id: str) -> float:
-    """Changes when the run's predictions are rewritten, so caches follow."""
-    path = runs.run_path(run_id) / runs.PREDICTIONS_FILE
-    return path.stat().st_mtime if path.exists() else 0.0
-
-
 @st.cache_data(show_spinner="Scoring the test split...", max_entries=8)
-def cached_evaluation(run_id: str, version: float) -> Evaluation:
+def cached_evaluation(run_id: str, version: tuple) -> Evaluation:
     return evaluate_run(run_id)
 
 
 @st.cache_data(show_spinner=False, max_entries=4)
-def cached_report(run_id: str, version: float) -> str:
+def cached_report(run_id: str, version: tuple) -> str:
     return html_report(run_id)
 
 
-def completed_runs() -> list[runs.RunInfo]:
+def completed_runs() -> list[runs.Run]:
     return [info for info in runs.list_runs() if info.status == "completed"]
 
 
@@ -53,13 +47,13 @@ def _follow_picker() -> None:
     select_run(st.session_state["ev_run"])
 
 
-def pick_run(completed: list[runs.RunInfo]) -> runs.RunInfo:
+def pick_run(completed: list[runs.Run]) -> runs.Run:
     ids = [info.run_id for info in completed]
     current = current_run()
     if current not in ids:
-        # Show the newest completed run; the current run (e.g. one still training)
+        # Show the default completed run; the current run (e.g. one still training)
         # stays current until the user picks here.
-        current = ids[0]
+        current = runs.default_run(completed).run_id
     st.session_state["ev_run"] = current
     by_id = {info.run_id: info for info in completed}
     st.selectbox(
@@ -67,9 +61,7 @@ def pick_run(completed: list[runs.RunInfo]) -> runs.RunInfo:
         ids,
         key="ev_run",
         on_change=_follow_picker,
-        format_func=lambda run_id: (
-            f"{by_id[run_id].meta.get('name') or run_id} · {by_id[run_id].dataset}"
-        ),
+        format_func=lambda run_id: f"{by_id[run_id].label} · {by_id[run_id].dataset}",
     )
     return by_id[current]
 
@@ -203,7 +195,7 @@ def per_class_section(evaluation: Evaluation) -> None:
     )
 
 
-def imbalance_section(info: runs.RunInfo, evaluation: Evaluation) -> None:
+def imbalance_section(info: runs.Run, evaluation: Evaluation) -> None:
     try:
         distribution = class_distribution(info.dataset)
     except CnnlabError as error:
@@ -214,7 +206,7 @@ def imbalance_section(info: runs.RunInfo, evaluation: Evaluation) -> None:
         st.plotly_chart(eval_plots.class_distribution_figure(distribution), width="stretch")
         if ratio is not None:
             st.caption(f"Imbalance ratio of the train split: {ratio:.1f}:1 (largest/smallest).")
-    weights = info.meta.get("class_weights")
+    weights = info.class_weights
     mode = info.train.get("class_weight", "none")
     oversample = info.train.get("oversample", False)
     st.markdown(
@@ -242,7 +234,7 @@ def imbalance_section(info: runs.RunInfo, evaluation: Evaluation) -> None:
         else:
             st.success(f"Queued study {study_id}. Its runs appear on the Experiments page.")
     studies = list_studies(source=info.run_id)
-    own = info.meta.get("study")  # this run was itself queued by a study
+    own = info.study  # this run was itself queued by a study
     if own and own not in studies:
         studies.append(own)
     if not studies:
@@ -309,12 +301,12 @@ def main() -> None:
         return
     info = pick_run(completed)
     try:
-        evaluation = cached_evaluation(info.run_id, run_version(info.run_id))
+        version = info.version()
+        evaluation = cached_evaluation(info.run_id, version)
     except CnnlabError as error:
         st.error(str(error))
         return
     headline(evaluation)
-    version = run_version(info.run_id)
     st.download_button(
         "Download HTML report",
         data=lambda: cached_report(info.run_id, version),

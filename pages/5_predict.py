@@ -25,20 +25,14 @@ st.title("Predict")
 # ------------------------------------------------------------------------- caches
 
 
-def model_version(run_id: str, checkpoint: str) -> float:
-    """Changes when the model file is rewritten, so the cached model follows."""
-    path = runs.run_path(run_id) / f"{checkpoint}.keras"
-    return path.stat().st_mtime if path.exists() else 0.0
-
-
 @st.cache_resource(show_spinner="Loading the model...", max_entries=4)
-def cached_predictor(run_id: str, checkpoint: str, version: float) -> Predictor:
+def cached_predictor(run_id: str, checkpoint: str, version: tuple) -> Predictor:
     return Predictor(run_id, checkpoint).load()
 
 
 @st.cache_data(show_spinner="Predicting...", max_entries=32)
 def cached_predictions(
-    run_id: str, checkpoint: str, version: float, files: tuple[tuple[str, bytes], ...], top_k: int
+    run_id: str, checkpoint: str, version: tuple, files: tuple[tuple[str, bytes], ...], top_k: int
 ) -> list[Prediction]:
     predictor = cached_predictor(run_id, checkpoint, version)
     # Streamlit calls keras.backend.clear_session() after every script run, which empties
@@ -78,7 +72,7 @@ def _follow_picker() -> None:
     select_run(st.session_state["pr_run"])
 
 
-def pick_run(available: list[runs.RunInfo]) -> runs.RunInfo:
+def pick_run(available: list[runs.Run]) -> runs.Run:
     """The run picker: the current run when it has a model, else the latest completed."""
     ids = [info.run_id for info in available]
     current = current_run()
@@ -93,8 +87,7 @@ def pick_run(available: list[runs.RunInfo]) -> runs.RunInfo:
         key="pr_run",
         on_change=_follow_picker,
         format_func=lambda run_id: (
-            f"{by_id[run_id].meta.get('name') or run_id} · {by_id[run_id].dataset} · "
-            f"{by_id[run_id].status}"
+            f"{by_id[run_id].label} · {by_id[run_id].dataset} · {by_id[run_id].status}"
         ),
     )
     return by_id[current]
@@ -130,7 +123,7 @@ def verdict(prediction: Prediction, threshold: float) -> None:
 
 
 def details(
-    prediction: Prediction, index: int, predictor: Predictor, threshold: float, version: float
+    prediction: Prediction, index: int, predictor: Predictor, threshold: float, version: tuple
 ) -> None:
     """Everything about one image: verdict, top-k chart, Grad-CAM, feature maps, gates."""
     verdict(prediction, threshold)
@@ -258,7 +251,7 @@ def export_panel(predictor: Predictor) -> None:
             "with the model used here."
         )
         st.download_button(
-            f"Download {checkpoint}.keras",
+            f"Download {predictor.model_path_.name}",
             data=predictor.model_path_.read_bytes,
             file_name=f"{run_id}.keras",
             mime="application/octet-stream",
@@ -322,12 +315,13 @@ def main() -> None:
         )
         return
     info = pick_run(available)
-    checkpoints = [c for c in runs.CHECKPOINTS if (info.path / f"{c}.keras").exists()]
+    checkpoints = info.saved_models()
     controls = st.columns([1, 1, 2])
     checkpoint = controls[0].selectbox(
         "Model", checkpoints, format_func=CHECKPOINT_TITLES.get, key="pr_checkpoint"
     )
-    version = model_version(info.run_id, checkpoint)
+    # Changes when the model file is rewritten, so the cached model follows.
+    version = info.version(checkpoint)
     try:
         predictor = cached_predictor(info.run_id, checkpoint, version)
     except CnnlabError as error:

@@ -18,17 +18,9 @@ BAR_METRICS = ("test_accuracy", "best_val_accuracy", "macro_f1")
 st.title("Experiments")
 
 
-def run_signature(info: runs.RunInfo) -> tuple:
-    """What a run's row depends on; an unchanged signature reuses the cached row."""
-    stamps = []
-    for name in (runs.RUN_FILE, runs.HISTORY_FILE, runs.METRICS_FILE, runs.PREDICTIONS_FILE):
-        path = info.path / name
-        stamps.append(path.stat().st_mtime if path.exists() else 0.0)
-    return (info.status, *stamps)
-
-
 @st.cache_data(show_spinner=False, max_entries=2000)
-def cached_row(run_id: str, signature: tuple) -> dict:
+def cached_row(run_id: str, version: tuple) -> dict:
+    """A run's row; an unchanged version (Run.version) reuses it."""
     return experiment_row(runs.load_run(run_id))
 
 
@@ -36,7 +28,7 @@ def table_rows() -> list[dict]:
     rows = []
     for info in runs.list_runs():
         try:
-            rows.append(cached_row(info.run_id, run_signature(info)))
+            rows.append(cached_row(info.run_id, info.version()))
         except (CnnlabError, FileNotFoundError):
             continue  # deleted while listing
     return rows
@@ -183,8 +175,8 @@ def manage(run_id: str) -> None:
         f"{info.status} · dataset {info.dataset} · created {info.created}"
         + (f" · error: {info.error}" if info.error else "")
     )
-    st.session_state.setdefault(f"ex_name_{run_id}", info.meta.get("name") or "")
-    st.session_state.setdefault(f"ex_tags_{run_id}", ", ".join(info.meta.get("tags") or []))
+    st.session_state.setdefault(f"ex_name_{run_id}", info.name or "")
+    st.session_state.setdefault(f"ex_tags_{run_id}", ", ".join(info.tags))
     left, right = st.columns(2)
     left.text_input("Name", key=f"ex_name_{run_id}", max_chars=80)
     right.text_input("Tags (comma-separated)", key=f"ex_tags_{run_id}")

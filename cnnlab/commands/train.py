@@ -228,33 +228,17 @@ class ProgressPrinter:
 # --- results -------------------------------------------------------------------------------
 
 
-def run_result(info: runs.RunInfo, duration_s: float | None = None) -> dict[str, Any]:
-    """The JSON object ``train --json`` prints last."""
-    metrics = runs.read_metrics(info.run_id)
-    history = runs.read_history(info.run_id)
-    return {
-        "run_id": info.run_id,
-        "status": info.status,
-        "epochs_run": metrics.get("epochs_run", len(history.get("loss", []))),
-        "train_images_per_s": metrics.get("train_images_per_s"),
-        "val_accuracy": metrics.get("val_accuracy"),
-        "test_accuracy": metrics.get("test_accuracy"),
-        "test_loss": metrics.get("test_loss"),
-        "best_epoch": metrics.get("best_epoch"),
-        "stopped_on_time": metrics.get("stopped_on_time"),
-        "budget_minutes": (info.train or {}).get("budget_minutes"),
-        "duration_s": duration_s,
-        "error": info.error,
-        "dataset": info.dataset,
-        "path": str(info.path),
-    }
+def run_result(info: runs.Run, duration_s: float | None = None) -> dict[str, Any]:
+    """The JSON object ``train --json`` prints last: the run's summary, with
+    ``duration_s`` the time this command took."""
+    return {**info.summary(), "duration_s": duration_s}
 
 
 def _watch(run_id: str, args: argparse.Namespace, started: float, plan: dict | None = None) -> int:
     """Wait for the run, showing progress; ``plan`` adds the auto recipe's fields."""
     from cnnlab.train import cancel_run, wait_for_run
 
-    def result_of(info: runs.RunInfo, duration_s: float | None = None) -> dict[str, Any]:
+    def result_of(info: runs.Run, duration_s: float | None = None) -> dict[str, Any]:
         return {**run_result(info, duration_s), **(plan or {})}
 
     if args.detach:

@@ -16,7 +16,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import socket
 import subprocess
 import sys
 import threading
@@ -30,6 +29,8 @@ from filelock import FileLock, Timeout
 import cnnlab
 from cnnlab import runs, workspace
 from cnnlab.errors import CnnlabError
+from cnnlab.run import RunRecord
+from cnnlab.runs import worker_info  # noqa: F401 - where callers found it before
 from cnnlab.train.spec import TrainSpec
 
 MAX_CONCURRENT_ENV = "CNNLAB_MAX_CONCURRENT_RUNS"
@@ -49,13 +50,6 @@ def versions() -> dict[str, str]:
         except importlib.metadata.PackageNotFoundError:
             found[package] = "not installed"
     return found
-
-
-def worker_info(pid: int | None = None) -> dict[str, Any]:
-    """Who runs a run: pid, host, and the process's start time (so a reused pid is
-    not taken for the worker, see :func:`runs.pid_alive`)."""
-    pid = pid or os.getpid()
-    return {"pid": pid, "host": socket.gethostname(), "process_started": runs.process_started(pid)}
 
 
 def resolve_train_spec(dataset, spec: TrainSpec | dict | None) -> TrainSpec:
@@ -125,28 +119,39 @@ def prepare_run(dataset_name: Any, arch: Any = "auto", spec: Any = None, **extra
         from cnnlab.data.augment import AugmentSpec
 
         AugmentSpec.from_dict(train_spec.augmentation)  # validates
-    arch_dict = arch_spec.to_dict()
+    record = RunRecord(
+        run_id=runs.new_run_id(dataset.name, arch_spec.label.split(" ")[0]),
+        dataset=dataset.name,
+        arch=arch_spec,
+        arch_label=arch_spec.label,
+        train=train_spec,
+        class_names=tuple(class_names),
+        channels=dataset.channels,
+        image_size=train_spec.image_size,
+        name=extra.pop("name", None),
+        tags=tuple(extra.pop("tags", []) or []),
+        **{
+            key: extra.pop(key)
+            for key in ("study", "study_variant", "study_source")
+            if key in extra
+        },
+    )
+    return {**new_run_meta(record), **extra}
+
+
+def new_run_meta(record: RunRecord) -> dict[str, Any]:
+    """The ``run.json`` of a new, queued run: the record and a fresh state."""
     return {
-        "run_id": runs.new_run_id(dataset.name, arch_spec.label.split(" ")[0]),
-        "dataset": dataset.name,
+        **record.to_dict(),
         "status": "queued",
         "created": runs.now_iso(),
         "queued_at": time.time(),
         "started": None,
         "finished": None,
         "error": None,
-        "arch": arch_dict,
-        "arch_label": arch_spec.label,
-        "train": train_spec.to_dict(),
-        "class_names": class_names,
-        "channels": dataset.channels,
-        "image_size": train_spec.image_size,
         "device": None,
         "versions": versions(),
         "worker": None,
-        "name": extra.pop("name", None),
-        "tags": list(extra.pop("tags", []) or []),
-        **extra,
     }
 
 
@@ -173,7 +178,7 @@ def _launch_worker(run_id: str) -> int:
         )
     # Reap the child when it ends, so it never lingers as a zombie that looks alive.
     threading.Thread(target=process.wait, name=f"reap-{run_id}", daemon=True).start()
-    runs.update_run(run_id, worker=worker_info(process.pid))
+    runs.update_run(run_id, worker=runs.worker_info(process.pid))
     runs.touch_heartbeat(run_id)
     return process.pid
 
@@ -338,7 +343,7 @@ def cancel_run(run_id: str) -> str:
     raise CnnlabError(f"Run {run_id} is already {info.status}; there is nothing to cancel.")
 
 
-def _requeue(info: runs.RunInfo, **fields: Any) -> None:
+def _requeue(info: runs.Run, **fields: Any) -> None:
     (info.path / runs.CANCEL_FILE).unlink(missing_ok=True)
     runs.touch_heartbeat(info.path)
     runs.update_run(
@@ -372,7 +377,7 @@ def resume_run(run_id: str) -> str:
             f"Run {run_id} is {info.status}; only an interrupted, cancelled or failed run "
             f"can be resumed ({hint})."
         )
-    _requeue(info, resumes=int(info.meta.get("resumes", 0)) + 1)
+    _requeue(info, resumes=info.resumes + 1)
     return run_id
 
 
@@ -392,8 +397,8 @@ def continue_run(run_id: str, epochs: int) -> str:
     if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
         raise CnnlabError(f"`epochs` must be a whole number of at least 1. Received: {epochs!r}")
     info.checkpoint("last")
-    done = (runs.read_checkpoints(run_id).get("last") or {}).get("epoch", 0)
-    spec = TrainSpec.from_dict(info.train).with_changes(epochs=done + epochs)
+    done = info.checkpoint_epoch("last") or 0
+    spec = info.record.train.with_changes(epochs=done + epochs)
     for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE, runs.PROBABILITIES_FILE):
         (info.path / name).unlink(missing_ok=True)
     _requeue(info, train=spec.to_dict(), continued_from_epoch=done)
@@ -411,7 +416,7 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
     """
     source = runs.load_run(run_id)
     checkpoint_path = source.checkpoint(checkpoint)
-    original = TrainSpec.from_dict(source.train)
+    original = source.record.train
     spec = original.with_changes(**changes)
     for fixed in ("image_size", "augmentation"):
         if getattr(spec, fixed) != getattr(original, fixed):
@@ -419,26 +424,17 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
                 f"A fork keeps the model, whose layers fix `{fixed}`; it cannot change "
                 f"(received {fixed}={getattr(spec, fixed)!r}). Start a new run instead."
             )
-    epoch = (runs.read_checkpoints(run_id).get(checkpoint) or {}).get("epoch")
-    meta = dict(source.meta)
-    for key in ("started", "finished", "error", "device", "worker", "resumes", "class_weights",
-                "study", "study_variant", "study_source", "name"):  # fmt: skip
-        meta.pop(key, None)
-    meta.pop("continued_from_epoch", None)
-    label = meta.get("arch_label") or "fork"
-    meta.update(
-        run_id=runs.new_run_id(source.dataset, label.split(" ")[0]),
-        status="queued",
-        created=runs.now_iso(),
-        queued_at=time.time(),
-        train=spec.to_dict(),
-        versions=versions(),
-        parent={"run_id": run_id, "checkpoint": checkpoint, "epoch": epoch},
+    record = source.record.forked(
+        run_id=runs.new_run_id(source.dataset, source.arch_label.split(" ")[0]),
+        train=spec,
+        parent={
+            "run_id": run_id,
+            "checkpoint": checkpoint,
+            "epoch": source.checkpoint_epoch(checkpoint),
+        },
     )
-    info = runs.create_run(meta)
-    from cnnlab.train.trainer import INIT_CHECKPOINT
-
-    shutil.copyfile(checkpoint_path, info.path / INIT_CHECKPOINT)
+    info = runs.create_run(new_run_meta(record))
+    shutil.copyfile(checkpoint_path, info.init_model_path)
     runs.append_event(info.path, {"type": "status", "status": "queued"})
     _launch_worker(info.run_id)
     return info.run_id
@@ -449,9 +445,9 @@ def wait_for_run(
     timeout: float | None = None,
     on_event: Callable[[dict], None] | None = None,
     poll: float = 0.1,
-) -> runs.RunInfo:
+) -> runs.Run:
     """Block until the run ends (completed, failed, cancelled or interrupted), passing
-    each new event to ``on_event``; returns the final RunInfo.
+    each new event to ``on_event``; returns the final Run.
 
     Raises:
         CnnlabError: when ``timeout`` seconds pass first.

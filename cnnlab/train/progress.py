@@ -23,22 +23,19 @@ def run_progress(run_id: str) -> dict[str, Any]:
         ``status``, ``error``, ``epoch`` (last finished), ``epochs``, ``batch`` and
         ``batches`` (of the epoch in progress), ``eta_s``, ``images_per_s``,
         ``elapsed_s``, ``position`` (in the queue, when queued), ``history``,
-        ``best_epoch``, ``metrics``, ``device``, ``dataset``, ``arch``, ``train``.
+        ``best_epoch``, ``metrics``, ``device``, ``strategy``, ``train``, and the
+        fields of :meth:`cnnlab.run.Run.summary` (``dataset``, ``arch``, ...).
     """
     info = runs.load_run(run_id)
-    events = runs.read_events(run_id)
-    history = runs.read_history(run_id)
-    checkpoints = runs.read_checkpoints(run_id)
+    events = info.events()
+    history = info.history()
     epochs = info.train.get("epochs")
+    # The run's one summary (Run.summary), and where its training is.
     summary: dict[str, Any] = {
-        "run_id": run_id,
-        "status": info.status,
-        "error": info.error,
-        "dataset": info.dataset,
-        "arch": info.meta.get("arch_label") or info.arch.get("preset") or "custom",
+        **info.summary(),
         "train": info.train,
-        "device": (info.meta.get("device") or {}).get("device"),
-        "strategy": (info.meta.get("device") or {}).get("strategy"),
+        "device": info.device.get("device"),
+        "strategy": info.device.get("strategy"),
         "epoch": len(history.get("loss", [])),
         "epochs": epochs,
         "batch": 0,
@@ -54,8 +51,8 @@ def run_progress(run_id: str) -> dict[str, Any]:
             info.train.get("monitor", "val_loss"),
             int(info.train.get("early_stopping_start") or 0),
         )
-        or (checkpoints.get("best") or {}).get("epoch"),
-        "metrics": runs.read_metrics(run_id),
+        or info.checkpoint_epoch("best"),
+        "metrics": info.metrics(),
         "cancelling": False,
     }
     started_at = None

@@ -23,10 +23,9 @@ import numpy as np
 from cnnlab import runs, workspace
 from cnnlab.devices import _tf
 from cnnlab.errors import CnnlabError
-from cnnlab.train.jobs import worker_info
+from cnnlab.run import INIT_CHECKPOINT, Run  # noqa: F401 - INIT_CHECKPOINT: its old home
 from cnnlab.train.spec import TrainSpec
 
-INIT_CHECKPOINT = "init.keras"
 # Fewer Python round-trips per step: run several steps per call, yet report progress
 # about BATCH_EVENTS_PER_EPOCH times per epoch.
 MAX_STEPS_PER_EXECUTION = 16
@@ -148,10 +147,11 @@ class Trainer:
 
         if self.run_id is None:
             meta = jobs.prepare_run(self.dataset, self.arch, self.spec)
-            meta["worker"] = jobs.worker_info()
+            meta["worker"] = runs.worker_info()
             self.run_id = runs.create_run(meta).run_id
         self.run_id_ = self.run_id
         self.path_ = runs.run_path(self.run_id)
+        self._run = Run(self.path_)  # the folder's files (run.json is read afresh)
         self._determinism_before = None
         with runs.Heartbeat(self.path_):
             try:
@@ -213,10 +213,10 @@ class Trainer:
         self._deadline = _deadline(time.monotonic(), spec.budget_minutes)
         self._set_status(
             "running",
-            started=info.meta.get("started") or runs.now_iso(),
+            started=info.started or runs.now_iso(),
             finished=None,
             error=None,
-            worker={**(info.meta.get("worker") or {}), **worker_info()},
+            worker={**info.worker, **runs.worker_info()},
         )
         import keras  # after "running": importing TensorFlow takes seconds
 
@@ -259,7 +259,7 @@ class Trainer:
                 _compile(model, spec, batches)
         self.model_ = model
         # Continuing a finished run asks for more epochs: early stopping waits afresh.
-        fresh_wait = info.meta.get("continued_from_epoch") == initial_epoch
+        fresh_wait = info.continued_from_epoch == initial_epoch
         callbacks, progress = self._callbacks(
             spec, history, initial_epoch, images, batches, fresh_wait
         )
@@ -293,7 +293,7 @@ class Trainer:
                 )
                 if model.stop_training or end == spec.epochs:
                     break
-        self.history_ = runs.read_history(self.run_id)
+        self.history_ = self._run.history()
         if progress.nan_at is not None:
             epoch, batch = progress.nan_at
             raise CnnlabError(
@@ -352,21 +352,20 @@ class Trainer:
 
     def _history_so_far(self) -> tuple[dict[str, list[float]], int]:
         """History up to the last checkpoint (a kill may have left a later epoch)."""
-        checkpoints = runs.read_checkpoints(self.run_id)
-        last = (checkpoints.get("last") or {}).get("epoch", 0)
-        if not last or not (self.path_ / "last.keras").exists():
+        last = self._run.checkpoint_epoch("last") or 0
+        if not last or not self._run.last_model_path.exists():
             return {}, 0
-        history = runs.read_history(self.run_id)
+        history = self._run.history()
         return {key: values[:last] for key, values in history.items()}, last
 
-    def _model(self, dataset, info: runs.RunInfo, spec: TrainSpec):
+    def _model(self, dataset, info: Run, spec: TrainSpec):
         """``(model, compiled)``: resumed from last.keras, forked from init.keras, or new."""
         import keras
 
-        last = self.path_ / "last.keras"
-        if last.exists() and (runs.read_checkpoints(self.run_id).get("last") or {}).get("epoch"):
+        last = self._run.last_model_path
+        if last.exists() and self._run.checkpoint_epoch("last"):
             return keras.models.load_model(last), True
-        init = self.path_ / INIT_CHECKPOINT
+        init = self._run.init_model_path
         if init.exists():
             return keras.models.load_model(init, compile=False), False
         from cnnlab.data.augment import AugmentSpec, build_augmentation
@@ -452,27 +451,24 @@ class Trainer:
         return callbacks, progress
 
     def _restore_best(self, model, spec: TrainSpec) -> None:
-        best = self.path_ / "best.keras"
-        checkpoints = runs.read_checkpoints(self.run_id)
-        best_epoch = (checkpoints.get("best") or {}).get("epoch")
-        last_epoch = (checkpoints.get("last") or {}).get("epoch")
+        best = self._run.best_model_path
+        best_epoch = self._run.checkpoint_epoch("best")
+        last_epoch = self._run.checkpoint_epoch("last")
         if spec.restore_best_weights and best.exists() and best_epoch != last_epoch:
             model.load_weights(best)
 
     def _evaluate(self, model, dataset, spec, class_names, progress, started) -> dict:
         """One batched pass over the test split: metrics.json and predictions.csv."""
-        from cnnlab.data.pipeline import make_dataset
+        from cnnlab.scoring import SCORE_BATCH, score_test_split
 
-        checkpoints = runs.read_checkpoints(self.run_id)
-        history = runs.read_history(self.run_id)
+        history = self._run.history()
         epochs_run = len(history.get("loss", []))
-        final_epoch = (
-            (checkpoints.get("best") or {}).get("epoch") if spec.restore_best_weights else None
-        ) or epochs_run
+        best_epoch = self._run.checkpoint_epoch("best")
+        final_epoch = (best_epoch if spec.restore_best_weights else None) or epochs_run
         steady = progress.images_per_s[1:] or progress.images_per_s
         metrics: dict[str, Any] = {
             "epochs_run": epochs_run,
-            "best_epoch": (checkpoints.get("best") or {}).get("epoch"),
+            "best_epoch": best_epoch,
             "final_epoch": final_epoch,
             # Steady state: the median epoch after the first (which traces and fills caches),
             # robust to another program briefly taking the CPU.
@@ -483,15 +479,13 @@ class Trainer:
             values = history.get(key) or []
             if final_epoch and len(values) >= final_epoch:
                 metrics[key if key.startswith("val_") else f"train_{key}"] = values[final_epoch - 1]
-        files, labels = dataset.files_and_labels("test")
+        files, truth, probabilities = score_test_split(
+            lambda images: model(images, training=False),
+            dataset,
+            spec.image_size,
+            max(spec.batch_size, SCORE_BATCH),
+        )
         if files:
-            test_ds = make_dataset(dataset, "test", spec.image_size, max(spec.batch_size, 256))
-            # Direct calls on large batches: no per-image work, and no predict function to
-            # trace (tracing costs more than the whole pass on a typical test split).
-            probabilities = np.concatenate(
-                [np.asarray(model(images, training=False)) for images, _ in test_ds]
-            ).astype(np.float64)
-            truth = np.asarray(labels)
             predicted = probabilities.argmax(axis=1)
             confidence = probabilities[np.arange(len(predicted)), predicted]
             picked = np.clip(probabilities[np.arange(len(truth)), truth], 1e-12, 1.0)
@@ -506,8 +500,7 @@ class Trainer:
                 loss=loss,
                 images=len(files),
             )
-            runs.write_predictions(
-                self.path_,
+            self._run.write_predictions(
                 [
                     (file, class_names[t], class_names[p], float(c))
                     for file, t, p, c in zip(files, truth, predicted, confidence, strict=True)
@@ -515,7 +508,7 @@ class Trainer:
             )
             # The Evaluate page's curves and calibration need the full rows; saving them
             # here spares its first view a model load and a pass over the test split.
-            runs.write_probabilities(self.path_, probabilities)
+            self._run.write_probabilities(probabilities)
         metrics["duration_s"] = time.time() - started
         workspace.atomic_write_json(self.path_ / runs.METRICS_FILE, metrics)
         return metrics

@@ -19,11 +19,11 @@ from cnnlab.errors import CnnlabError
 
 def run_worker(run_id: str) -> int:
     """Execute run ``run_id``; returns the process exit code (0 = completed or cancelled)."""
-    from cnnlab.train.jobs import QueueSlot, worker_info
+    from cnnlab.train.jobs import QueueSlot
 
     info = runs.load_run(run_id)
-    runs.update_run(run_id, worker=worker_info())
-    slot = QueueSlot(run_id, info.meta.get("queued_at"))
+    runs.update_run(run_id, worker=runs.worker_info())
+    slot = QueueSlot(run_id, info.queued_at)
     with runs.Heartbeat(info.path):
 
         def waiting(position: int) -> None:

@@ -54,6 +54,9 @@ def test_probabilities_agree_with_the_training_predictions(trained):
     )
     assert evaluation.files == [row["file"] for row in rows]
     assert evaluation.run_id == run_id
+    # A Run is taken as well as its id, and the stored rows are the ones just computed.
+    again = evaluate_run(runs.load_run(run_id))
+    np.testing.assert_array_equal(again.y_prob, evaluation.y_prob)
     # The same numbers as the pure function on the same arrays.
     again = evaluate_predictions([row["true"] for row in rows], evaluation.y_prob,
                                  evaluation.labels)  # fmt: skip

@@ -77,8 +77,8 @@ def test_a_run_update_waits_for_the_lock_holder(workspace):
     holder = _python(
         """
         import sys
-        from cnnlab import runs
-        with runs._locked(runs.run_path("20260101-000000-tiny-simple-abcd")):
+        from cnnlab import run, runs
+        with run.locked(runs.run_path("20260101-000000-tiny-simple-abcd")):
             print("held", flush=True)
             sys.stdin.read()
         """,
