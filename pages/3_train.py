@@ -18,9 +18,8 @@ from cnnlab.errors import CnnlabError
 from cnnlab.models import list_presets
 from cnnlab.train import TrainSpec
 from cnnlab.train.progress import curves_figure, format_duration, run_progress
-from cnnlab.train.recipe import default_budget_minutes, plan_run
+from cnnlab.train.recipe import default_budget_minutes, plan_run, with_changes
 from pages._ui import (
-    build_spec,
     current_dataset,
     current_run,
     dataset_version,
@@ -30,6 +29,7 @@ from pages._ui import (
 
 ARCH_KEY = "arch"  # an ArchSpec dict chosen on the Architecture page
 PICK_KEY = "train_pick_run"
+MEASURE_KEY = "train_measure_speed"
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 AUGMENTATIONS = {
     "recipe": "the auto recipe's (dataset's saved one, else a mild default)",
@@ -75,10 +75,11 @@ def device_label() -> str:
 # --- the form ------------------------------------------------------------------------------
 
 
-@st.cache_resource(show_spinner="Measuring how fast this device trains (once)...")
-def recipe(dataset: str, budget_minutes: float, version: float):
-    """The auto recipe's plan within the budget (a probe the first time on a device)."""
-    return plan_run(dataset, budget_minutes)
+@st.cache_resource(show_spinner="Planning the run...")
+def recipe(dataset: str, budget_minutes: float, version: float, measure: bool):
+    """The auto recipe's plan within the budget; ``measure`` probes this device's speed
+    for the chosen network (seconds, once per device); else it is estimated."""
+    return plan_run(dataset, budget_minutes, probe=measure)
 
 
 def budget_widget(dataset: str) -> float:
@@ -145,7 +146,8 @@ def class_weight_table(dataset: str, class_names: list[str], spec: TrainSpec) ->
 def new_run_form(dataset: str) -> None:
     budget = budget_widget(dataset)
     try:
-        plan = recipe(dataset, budget, dataset_version(dataset))
+        measure = st.session_state.get(MEASURE_KEY, False)
+        plan = recipe(dataset, budget, dataset_version(dataset), measure)
         auto_arch, spec = plan.arch, plan.spec
         class_names = load_dataset(dataset).class_names
         size_from_arch = st.session_state.get("arch_image_size")
@@ -155,6 +157,14 @@ def new_run_form(dataset: str) -> None:
         st.error(str(error))
         return
     st.caption(f"Auto recipe: {plan.describe()}")
+    if plan.speed != "measured" and st.button(
+        "Measure this device's speed",
+        key="train_measure",
+        help="Trains the recipe's network for a few batches (a few seconds, once per "
+        "device) so the estimate and the choice of network rest on a measurement.",
+    ):
+        st.session_state[MEASURE_KEY] = True
+        st.rerun()
     with st.form("train_form", border=True):
         st.markdown(f"**New run on {dataset}**")
         arch = arch_choice()
@@ -188,8 +198,11 @@ def new_run_form(dataset: str) -> None:
         return
     values["augmentation"] = spec.augmentation if augmentation == "recipe" else augmentation
     values["custom_class_weights"] = custom if values.get("class_weight") == "custom" else ()
-    chosen = build_spec(TrainSpec, {**spec.to_dict(), **values})
-    if chosen is None:
+    try:
+        # Fewer epochs than planned bring the plan's warm-up along (see with_changes).
+        chosen = with_changes(spec, dataset, **values)
+    except CnnlabError as error:
+        st.error(str(error))
         return
     if arch == "auto" and chosen.image_size == spec.image_size:
         arch = auto_arch  # the plan's network (pretrained when weights are at hand)

@@ -43,3 +43,20 @@ def make_trained_run(dataset_name: str, epochs: int = 2, **overrides: Any) -> st
     if status != "completed":
         raise RuntimeError(f"training run {run_id} ended {status}: {runs.load_run(run_id).error}")
     return run_id
+
+
+def last_start(run_id: str) -> tuple[int, list[int]]:
+    """The epoch the run's last "start" event began from, and the epochs it then ran."""
+    from cnnlab import runs
+
+    events = runs.read_events(run_id)
+    last = max(i for i, event in enumerate(events) if event["type"] == "start")
+    ran = [event["epoch"] for event in events[last:] if event["type"] == "epoch"]
+    return events[last]["epoch"], ran
+
+
+def optimizer_steps(path) -> int:
+    """Optimizer steps taken by a saved model: how much training its weights have seen."""
+    import keras
+
+    return int(keras.models.load_model(path).optimizer.iterations.numpy())

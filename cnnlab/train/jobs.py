@@ -416,8 +416,11 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
     """
     source = runs.load_run(run_id)
     checkpoint_path = source.checkpoint(checkpoint)
+    from cnnlab.train.recipe import with_changes
+
     original = source.record.train
-    spec = original.with_changes(**changes)
+    # Fewer epochs bring the warm-up and early-stopping start along.
+    spec = with_changes(original, source.dataset, **changes)
     for fixed in ("image_size", "augmentation"):
         if getattr(spec, fixed) != getattr(original, fixed):
             raise CnnlabError(

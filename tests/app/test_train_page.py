@@ -15,7 +15,7 @@ from streamlit.testing.v1 import AppTest
 from cnnlab import runs, workspace
 from cnnlab.train import wait_for_run
 from tests.conftest import REPO
-from tests.runs_fixture import make_trained_run
+from tests.runs_fixture import last_start, make_trained_run, optimizer_steps
 
 PAGE = str(REPO / "pages" / "3_train.py")
 TIMEOUT = 60
@@ -123,21 +123,6 @@ def worker_finished(run_id: str) -> runs.RunInfo:
     return info
 
 
-def last_start(run_id: str) -> tuple[int, list[int]]:
-    """The epoch the run's last "start" event began from, and the epochs it then ran."""
-    events = runs.read_events(run_id)
-    last = max(i for i, event in enumerate(events) if event["type"] == "start")
-    ran = [event["epoch"] for event in events[last:] if event["type"] == "epoch"]
-    return events[last]["epoch"], ran
-
-
-def optimizer_steps(path) -> int:
-    """Optimizer steps taken by a saved model: how much training its weights have seen."""
-    import keras
-
-    return int(keras.models.load_model(path).optimizer.iterations.numpy())
-
-
 def text_of(at) -> str:
     parts = [e.value for e in at.markdown] + [e.value for e in at.caption]
     parts += [e.value for e in at.info] + [e.value for e in at.error]
@@ -175,6 +160,12 @@ def test_the_budget_beside_start_changes_the_plan_and_its_estimate(tiny_dataset)
     assert not at.exception, at.exception
     text = text_of(at)
     assert "of a 0.25 min budget" in text
+    # Opening the page measures nothing; the button probes this device once.
+    assert "assumed speed on this device" in text
+    at.button(key="train_measure").click().run()
+    assert not at.exception, at.exception
+    assert "measured speed on this device" in text_of(at)
+    assert "train_measure" not in [button.key for button in at.button]
 
 
 def test_the_form_reaches_start_run_and_the_live_run_shows(tiny_dataset, monkeypatch):

@@ -20,6 +20,7 @@ from cnnlab.train import (
     start_run,
     wait_for_run,
 )
+from tests.runs_fixture import last_start, optimizer_steps
 
 pytestmark = pytest.mark.slow
 
@@ -35,21 +36,6 @@ def _wait_until(predicate, timeout=WAIT_S, what="condition"):
             return
         time.sleep(0.1)
     raise AssertionError(f"timed out waiting for {what}")
-
-
-def epochs_after_last_start(run_id: str) -> tuple[int, list[int]]:
-    """The epoch the run's last "start" event began from, and the epochs it then ran."""
-    events = runs.read_events(run_id)
-    last = max(i for i, event in enumerate(events) if event["type"] == "start")
-    ran = [event["epoch"] for event in events[last:] if event["type"] == "epoch"]
-    return events[last]["epoch"], ran
-
-
-def optimizer_steps(path) -> int:
-    """Optimizer steps taken by a saved model: how much training its weights have seen."""
-    import keras
-
-    return int(keras.models.load_model(path).optimizer.iterations.numpy())
 
 
 def test_start_wait_continue_and_fork(tiny_dataset):
@@ -76,7 +62,7 @@ def test_start_wait_continue_and_fork(tiny_dataset):
     assert len(history["loss"]) == 3 and history["loss"][:2] == first_two["loss"]
     assert runs.read_metrics(run_id)["epochs_run"] == 3
     # It went on from epoch 2, with the optimizer state of the checkpoint.
-    assert epochs_after_last_start(run_id) == (2, [3])
+    assert last_start(run_id) == (2, [3])
     assert optimizer_steps(info.path / "last.keras") == 3 * BATCHES
 
     with pytest.raises(CnnlabError, match="A fork keeps the model.*`image_size`"):
@@ -90,7 +76,7 @@ def test_start_wait_continue_and_fork(tiny_dataset):
     assert len(runs.read_history(child)["loss"]) == 1
     # The child starts from the parent's weights, numbered from 0, with a fresh optimizer.
     assert (info.path / "init.keras").read_bytes() == parent_last
-    assert epochs_after_last_start(child) == (0, [1])
+    assert last_start(child) == (0, [1])
     assert optimizer_steps(info.path / "last.keras") == BATCHES
     assert len(runs.read_history(run_id)["loss"]) == 3  # the parent is left as it was
 
@@ -115,7 +101,7 @@ def test_a_killed_worker_leaves_an_interrupted_run_that_resumes(tiny_dataset):
     assert info.meta["resumes"] == 1
     # The resumed worker started at the checkpoint's epoch and numbered on from there;
     # a restart from epoch 0 would have begun at 0 and run epoch 1 again.
-    assert epochs_after_last_start(run_id) == (done, list(range(done + 1, 61)))
+    assert last_start(run_id) == (done, list(range(done + 1, 61)))
     history = runs.read_history(run_id)
     assert len(history["loss"]) == 60
     # The checkpointed epochs' history is kept (epochs after the checkpoint are redone).
