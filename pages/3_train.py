@@ -32,7 +32,7 @@ PICK_KEY = "train_pick_run"
 MEASURE_KEY = "train_measure_speed"
 LEARNING_RATES = (1e-5, 3e-5, 1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 0.1, 0.3, 1.0)
 AUGMENTATIONS = {
-    "recipe": "the auto recipe's (dataset's saved one, else a mild default)",
+    "recipe": "the auto recipe's (dataset's saved one, else the recommended one for its kind)",
     "dataset": "the dataset's saved augmentation",
     "none": "no augmentation",
 }
