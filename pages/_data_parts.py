@@ -1,0 +1,207 @@
+"""Pieces of the Data page: the cached dataset and preview, the add-images panel and the
+health report. Imported by ``pages/1_data.py``."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import streamlit as st
+from PIL import Image
+
+from cnnlab import plots
+from cnnlab.data import augment, ingest
+from cnnlab.data.dataset import list_datasets, load_dataset
+from cnnlab.errors import CnnlabError
+from cnnlab.workspace import safe_name
+from pages._ui import dataset_version, select_dataset
+
+SOURCES = ("Built-in sample", "Zip file", "Folder (directory upload)", "Images of one class")
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_dataset(name: str, version: float):
+    """The dataset, re-read only when its index changes (``version`` is the index mtime)."""
+    return load_dataset(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_preview(
+    path: str, spec_json: dict, count: int, seed: int, image_size: int
+) -> list[np.ndarray]:
+    with Image.open(path) as image:
+        pixels = np.asarray(image)
+    if pixels.ndim == 2:
+        pixels = pixels[..., None]
+    return augment.preview(
+        pixels, augment.AugmentSpec.from_dict(spec_json), n=count, seed=seed, image_size=image_size
+    )
+
+
+def show_report(report: ingest.IngestReport) -> None:
+    st.success(
+        f"Added {report.images} image(s) to **{report.dataset}**: "
+        + ", ".join(f"{label} {count}" for label, count in report.classes.items())
+    )
+    if report.ignored:
+        st.caption(f"Ignored {report.ignored} system file(s) (e.g. __MACOSX, .DS_Store).")
+    if report.rejected:
+        st.warning(f"{len(report.rejected)} file(s) were rejected; the rest were kept.")
+        st.dataframe(pd.DataFrame(report.rejected), hide_index=True, width="stretch")
+
+
+def run_ingest(action, *args, **kwargs) -> None:
+    """Call an ingest function, show its report, and make its dataset current."""
+    try:
+        with st.spinner("Checking and storing images..."):
+            report = action(*args, **kwargs)
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    st.session_state["last_ingest"] = report
+    select_dataset(report.dataset)
+    st.rerun()
+
+
+def dataset_exists(name: str) -> bool:
+    try:
+        return safe_name(name, "dataset name") in list_datasets()
+    except CnnlabError:
+        return False  # an unusable name gets its message when used
+
+
+def add_images_panel(existing: str | None) -> None:
+    source = st.radio("Source", SOURCES, horizontal=True, key="ingest_source")
+    target_new = True
+    if existing:
+        target_new = (
+            st.radio(
+                "Into",
+                ("A new dataset", f"The current dataset ({existing})"),
+                horizontal=True,
+                key="ingest_target",
+            )
+            == "A new dataset"
+        )
+    name = existing
+    taken = False
+    if target_new:
+        default = {"Built-in sample": "digits"}.get(source, "my-images")
+        name = st.text_input("New dataset name", value=default, key="ingest_name")
+        taken = dataset_exists(name)
+        if taken:
+            st.warning(
+                f"A dataset named {name!r} exists: choose another name, or pick it in the "
+                "sidebar and add to it with 'The current dataset'."
+            )
+
+    if source == "Built-in sample":
+        sample = st.selectbox(
+            "Sample",
+            ("digits", "shapes"),
+            key="ingest_sample",
+            help="digits: scikit-learn's 1,797 handwritten digits (10 classes, grayscale). "
+            "shapes: generated shapes on noisy backgrounds; raise the imbalance to demo "
+            "class weighting.",
+        )
+        options = {}
+        if sample == "shapes":
+            left, middle, right = st.columns(3)
+            options["count"] = left.number_input("Images of the largest class", 10, 5000, 200)
+            options["image_size"] = middle.number_input("Image size (px)", 16, 256, 64)
+            options["imbalance"] = right.slider(
+                "Imbalance factor",
+                1.0,
+                10.0,
+                1.0,
+                help="Each class has this many times fewer images than the one before.",
+            )
+        if st.button("Load sample", type="primary", key="ingest_sample_go"):
+            if target_new:
+                run_ingest(ingest.ingest, f"sample:{sample}", name, options=options)
+            else:
+                st.error("A sample makes a dataset of its own: choose 'A new dataset'.")
+    elif source == "Zip file":
+        upload = st.file_uploader(
+            "A .zip with one folder per class (optionally under train/ val/ test/)",
+            type=["zip"],
+            key="ingest_zip",
+        )
+        if upload is not None and st.button("Ingest zip", type="primary", key="ingest_zip_go"):
+            if target_new:
+                run_ingest(ingest.ingest, upload, name)
+            else:
+                run_ingest(ingest.add_source, name, upload)
+    else:
+        directory = source.startswith("Folder")
+        uploads = st.file_uploader(
+            "A folder with one sub-folder per class" if directory else "Images",
+            accept_multiple_files="directory" if directory else True,
+            key="ingest_files_dir" if directory else "ingest_files",
+        )
+        label = None
+        if not directory:
+            label = st.text_input("Class of these images", key="ingest_label")
+        if uploads and st.button("Add images", type="primary", key="ingest_files_go"):
+            if not directory and not (label or "").strip():
+                st.error("Give these images a class name, e.g. `cat`.")
+                return
+            if taken:
+                st.error(f"A dataset named {name!r} exists already; choose another name.")
+                return
+            files = [(upload.name, upload.getvalue()) for upload in uploads]
+            run_ingest(ingest.add_files, name, files, label)
+
+
+def health_panel(name: str) -> None:
+    dataset = cached_dataset(name, dataset_version(name))
+    health = dataset.health()
+    counts = st.columns(4)
+    counts[0].metric("Images", health.get("images", len(dataset.records)))
+    counts[1].metric("Classes", len(dataset.class_names))
+    counts[2].metric("Imbalance ratio", f"{health.get('imbalance_ratio') or 1:.1f}:1")
+    counts[3].metric("Channels", "grayscale" if dataset.channels == 1 else "colour")
+    for warning in health.get("warnings", []):
+        st.warning(warning)
+    left, middle, right = st.columns([2, 1, 1])
+    left.plotly_chart(plots.class_balance_figure(health), key="balance_chart")
+    middle.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
+    right.plotly_chart(plots.aspect_figure(dataset.records), key="aspect_chart")
+
+    fixes = (
+        (
+            "label_conflicts",
+            "Same image under two labels",
+            ingest.fix_label_conflicts,
+            "Remove conflicting images",
+        ),
+        ("leaks", "Same image in two splits", ingest.fix_leaks, "Move leaked copies to train"),
+        (
+            "duplicates",
+            "Exact duplicates within a class",
+            ingest.remove_duplicates,
+            "Keep one copy of each",
+        ),
+    )
+    for key, title, fix, button in fixes:
+        problems = health.get(key) or []
+        if not problems:
+            continue
+        with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
+            st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
+            if st.button(button, key=f"fix_{key}"):
+                try:
+                    changed = fix(name)
+                except CnnlabError as error:
+                    st.error(str(error))
+                else:
+                    st.toast(f"{button}: {changed} image(s) changed.")
+                    st.rerun()
+
+
+def act(action, *args) -> None:
+    try:
+        action(*args)
+    except CnnlabError as error:
+        st.error(str(error))
+    else:
+        st.rerun()
