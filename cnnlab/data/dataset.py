@@ -186,7 +186,7 @@ def read_meta(dataset_name: str) -> dict[str, Any]:
 
 def update_meta(dataset_name: str, **fields: Any) -> None:
     """Set top-level fields of a dataset's ``dataset.json``, keeping the others."""
-    from cnnlab.data.health import dataset_lock  # health imports this module
+    from cnnlab.data.store import dataset_lock  # the store imports this module
 
     path = meta_path(dataset_name)
     with dataset_lock(path.parent.name):  # ingest may be rewriting dataset.json too

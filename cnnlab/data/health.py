@@ -9,20 +9,15 @@ what to do about each. The fixes (:func:`remove_duplicates`, :func:`fix_label_co
 
 from __future__ import annotations
 
-import contextlib
-import os
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
-from filelock import FileLock
-
-from cnnlab import workspace
-from cnnlab.data.dataset import SPLITS, Dataset, Record, write_index
+from cnnlab.data.dataset import SPLITS, Record
 from cnnlab.data.splits import DEFAULT_SPLIT, minimum_per_class
+from cnnlab.data.store import rewrite
 
 # Images with a side below this many pixels are listed as "tiny".
 TINY_SIDE = 16
@@ -186,54 +181,7 @@ def _warnings(report: dict[str, Any], split: Sequence[float]) -> list[str]:
     return out
 
 
-# -- changing a stored dataset ----------------------------------------------------------
-
-
-@contextlib.contextmanager
-def dataset_lock(name: str) -> Iterator[None]:
-    """Hold the workspace-wide lock for dataset ``name`` (one writer at a time)."""
-    safe = workspace.safe_name(name, "dataset name")
-    folder = workspace.datasets_root() / ".locks"
-    folder.mkdir(parents=True, exist_ok=True)
-    with FileLock(folder / f"{safe}.lock"):
-        yield
-
-
-def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
-    """Write index, metadata and health of the dataset at ``path``; return the health."""
-    meta = dict(meta)
-    meta["classes"] = sorted({record.label for record in records})
-    split = tuple(meta.get("split", {}).get(name, 0.0) for name in SPLITS)
-    report = health_report(records, split=split if sum(split) else DEFAULT_SPLIT)
-    write_index(path / "index.csv", records)
-    workspace.atomic_write_json(path / "dataset.json", meta)
-    workspace.atomic_write_json(path / "health.json", report)
-    return report
-
-
-def rewrite(
-    name: str, change: Callable[[list[Record]], tuple[list[Record], int]]
-) -> tuple[int, dict[str, Any]]:
-    """Apply ``change`` to a stored dataset's records under its lock.
-
-    ``change`` returns the new records and how many images it changed. Files of records
-    that are gone are deleted after the new index is written, so a crash can leave an
-    unused file but never an index row without its image.
-    """
-    with dataset_lock(name):
-        dataset = Dataset(name)
-        new_records, changed = change(list(dataset.records))
-        kept = {record.file for record in new_records}
-        report = save_state(dataset.path, dataset.meta, new_records)
-        for record in dataset.records:
-            if record.file not in kept:
-                _unlink_inside(dataset.path, record.file)
-    return changed, report
-
-
-def _unlink_inside(root: Path, relative: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(workspace.inside(root, relative))
+# -- fixes ------------------------------------------------------------------------------
 
 
 def remove_duplicates(name: str) -> int:

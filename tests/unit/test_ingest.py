@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from cnnlab import workspace
-from cnnlab.data import ingest as ingest_module
+from cnnlab.data import sources
 from cnnlab.data.dataset import Dataset, list_datasets
 from cnnlab.data.ingest import (
     IngestReport,
@@ -22,6 +22,7 @@ from cnnlab.data.ingest import (
     delete_images,
     ingest,
 )
+from cnnlab.data.layout import place_all
 from cnnlab.errors import CnnlabError
 
 
@@ -277,7 +278,7 @@ def test_zip_bomb_member_is_refused_while_streaming(workspace, tmp_path):
 
 
 def test_zip_expanding_past_the_total_limit_is_refused(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest_module, "MAX_TOTAL_BYTES", 20_000)
+    monkeypatch.setattr(sources, "MAX_TOTAL_BYTES", 20_000)
     path = classes_zip(tmp_path / "big.zip", counts={"cat": 8, "dog": 8})
     with pytest.raises(CnnlabError, match="expands to more than .* zip bomb"):
         ingest(path, "big")
@@ -285,8 +286,8 @@ def test_zip_expanding_past_the_total_limit_is_refused(workspace, tmp_path, monk
 
 
 def test_streaming_budget_does_not_trust_headers(monkeypatch):
-    monkeypatch.setattr(ingest_module, "MAX_TOTAL_BYTES", 100)
-    budget = ingest_module._Budget("x.zip")
+    monkeypatch.setattr(sources, "MAX_TOTAL_BYTES", 100)
+    budget = sources._Budget("x.zip")
     budget.spend(60)
     with pytest.raises(CnnlabError, match="x.zip expands to more than"):
         budget.spend(60)
@@ -313,7 +314,7 @@ def test_lying_size_header_is_caught(workspace, tmp_path):
 
 
 def test_too_many_members(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr(ingest_module, "MAX_MEMBERS", 5)
+    monkeypatch.setattr(sources, "MAX_MEMBERS", 5)
     path = classes_zip(tmp_path / "many.zip", counts={"cat": 6})
     with pytest.raises(CnnlabError, match="many.zip has 6 entries; the limit is 5"):
         ingest(path, "many")
@@ -489,7 +490,7 @@ def workspace_path_is_clean(home: Path) -> bool:
     ],
 )
 def test_layout_detection(names, expected):
-    placed = ingest_module._place_all(names)
+    placed = place_all(names)
     assert [label for _, label, *_ in placed] == expected
 
 

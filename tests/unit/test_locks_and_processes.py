@@ -11,7 +11,7 @@ import threading
 import time
 
 from cnnlab import runs
-from cnnlab.data.health import dataset_lock
+from cnnlab.data.store import dataset_lock
 from cnnlab.train import jobs
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -196,7 +196,7 @@ def test_the_dataset_lock_blocks_a_second_holder(workspace):
     holder = _python(
         """
         import sys
-        from cnnlab.data.health import dataset_lock
+        from cnnlab.data.store import dataset_lock
         with dataset_lock("pets"):
             print("held", flush=True)
             sys.stdin.read()

@@ -10,6 +10,7 @@ import pytest
 from cnnlab import report, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import evaluate_run, update_run_meta
+from cnnlab.study import list_studies, load_study, start_imbalance_study
 from tests.conftest import make_dataset_on_disk
 from tests.runs_fixture import make_trained_run
 
@@ -111,10 +112,10 @@ def test_imbalance_study(skewed, monkeypatch):
 
     monkeypatch.setattr(cnnlab.train, "start_run", train_in_process)
     with pytest.raises(CnnlabError, match="`variants` must be among none, balanced, oversample"):
-        report.start_imbalance_study(skewed, variants=["smote"])
-    study_id = report.start_imbalance_study(skewed)
-    assert report.list_studies(source=skewed) == [study_id]
-    study = report.load_study(study_id)
+        start_imbalance_study(skewed, variants=["smote"])
+    study_id = start_imbalance_study(skewed)
+    assert list_studies(source=skewed) == [study_id]
+    study = load_study(study_id)
     # The source run (class_weight none) is the "none" variant; two runs were queued.
     assert study.runs["none"] == skewed
     assert set(study.runs) == {"none", "balanced", "oversample"}
@@ -144,4 +145,4 @@ def test_imbalance_study(skewed, monkeypatch):
     assert [row["class"] for row in table] == ["cat", "dog", "fox"]
     assert "Δ F1 balanced" in table[0]
     with pytest.raises(CnnlabError, match="no imbalance study 'nope'"):
-        report.load_study("nope")
+        load_study("nope")
