@@ -620,24 +620,6 @@ def evaluate_run_labels(run: Run | str) -> Evaluation | None:
         return None
 
 
-def class_distribution(dataset_name: str) -> dict[str, dict[str, int]]:
-    """Images per class and split: ``{label: {train, val, test, total}}``."""
-    from cnnlab.data.dataset import SPLITS, load_dataset
-
-    dataset = load_dataset(dataset_name)
-    counts = {label: dict.fromkeys((*SPLITS, "total"), 0) for label in dataset.class_names}
-    for record in dataset.records:
-        counts[record.label][record.split] += 1
-        counts[record.label]["total"] += 1
-    return counts
-
-
-def imbalance_ratio(counts: dict[str, int]) -> float | None:
-    """Largest class count over smallest non-empty one; None with fewer than 2 classes."""
-    values = [value for value in counts.values() if value > 0]
-    return max(values) / min(values) if len(values) >= 2 else None
-
-
 def update_run_meta(run_id: str, **fields: Any) -> dict[str, Any]:
     """Rename or tag a run (``name=``, ``tags=``): merged into ``run.json`` atomically."""
     allowed = ("name", "tags", "note", "study")

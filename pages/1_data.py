@@ -9,17 +9,24 @@ import streamlit as st
 
 from cnnlab.data import augment, ingest
 from cnnlab.data.dataset import get_orientation_matters, list_datasets, set_orientation_matters
-from cnnlab.errors import CnnlabError
 from cnnlab.train.recipe import auto_augmentation, auto_image_size
 from pages._data_parts import (
-    act,
     add_images_panel,
     cached_dataset,
     cached_preview,
     health_panel,
     show_report,
 )
-from pages._ui import current_dataset, dataset_version, select_dataset, spec_widget
+from pages._ui import (
+    act,
+    attempt,
+    attempt_later,
+    current_dataset,
+    dataset_version,
+    select_dataset,
+    show_outcome,
+    spec_widget,
+)
 
 PAGE_SIZE = 48
 
@@ -61,21 +68,21 @@ def gallery_panel(name: str) -> None:
 
 
 def save_orientation(name: str) -> None:
-    try:
-        set_orientation_matters(name, st.session_state["orientation_matters"])
-    except CnnlabError as error:
-        st.session_state["orientation_error"] = str(error)
+    attempt_later(
+        "orientation_outcome",
+        set_orientation_matters,
+        name,
+        st.session_state["orientation_matters"],
+    )
 
 
 def orientation_toggle(name: str) -> bool:
     # Shown from dataset.json on every run (the callback saves a change first), so a
     # value never carries over from another dataset.
-    if message := st.session_state.pop("orientation_error", None):
-        st.error(message)
-    try:
-        st.session_state["orientation_matters"] = get_orientation_matters(name)
-    except CnnlabError as error:
-        st.error(str(error))
+    show_outcome("orientation_outcome")
+    saved = attempt(get_orientation_matters, name)
+    if saved is not None:
+        st.session_state["orientation_matters"] = saved
     return st.toggle(
         "Orientation matters (no mirror flips)",
         key="orientation_matters",
@@ -105,10 +112,8 @@ def augmentation_panel(name: str) -> None:
             values[field.name] = spec_widget(
                 augment.AugmentSpec, field.name, getattr(start, field.name), key=f"aug_{field.name}"
             )
-    try:
-        spec = augment.AugmentSpec.from_dict(values)
-    except CnnlabError as error:
-        st.error(str(error))
+    spec = attempt(augment.AugmentSpec.from_dict, values)
+    if spec is None:
         return
     train = dataset.split("train") or dataset.records
     if not train:
@@ -126,13 +131,11 @@ def augmentation_panel(name: str) -> None:
         st.session_state["aug_seed"] = st.session_state.get("aug_seed", 0) + 1
     seed = st.session_state.get("aug_seed", 0)
     path = str(dataset.path / train[choice].file)
-    try:
-        # At the size training resizes to, so the preview is what the model sees.
-        size = st.session_state.get("arch_image_size") or auto_image_size(dataset)
-        applied = spec.for_orientation(orientation)
-        variants = cached_preview(path, applied.to_dict(), count, seed, int(size))
-    except CnnlabError as error:
-        st.error(str(error))
+    # At the size training resizes to, so the preview is what the model sees.
+    size = st.session_state.get("arch_image_size") or auto_image_size(dataset)
+    applied = spec.for_orientation(orientation)
+    variants = attempt(cached_preview, path, applied.to_dict(), count, seed, int(size))
+    if variants is None:
         return
     st.image(
         [path, *variants],

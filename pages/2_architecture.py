@@ -13,7 +13,6 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab.data.dataset import list_datasets, load_dataset
-from cnnlab.errors import CnnlabError
 from cnnlab.models import (
     ArchSpec,
     ModelInput,
@@ -26,6 +25,7 @@ from cnnlab.models.diagram import arch_figure
 from cnnlab.train.recipe import auto_image_size
 from pages._architecture_parts import (
     ARCH_KEY,
+    NOTICE_KEY,
     chosen_arch,
     custom_editor,
     import_upload,
@@ -34,7 +34,7 @@ from pages._architecture_parts import (
     preset_editor,
     rebase,
 )
-from pages._ui import current_dataset, dataset_version, spec_widget
+from pages._ui import attempt, current_dataset, dataset_version, show_outcome, spec_widget
 
 MODES = ("Preset", "Custom blocks")
 
@@ -91,17 +91,9 @@ def input_panel() -> tuple[int, int, int, int]:
         with middle:
             channels = spec_widget(limits, "channels", 3, "arch_channels", "Channels")
         with right:
-            classes = int(
-                st.number_input(
-                    "Classes", 2, 10000, 10, key="arch_classes", help=limits.help("num_classes")
-                )
-            )
+            classes = spec_widget(limits, "num_classes", 10, "arch_classes", "Classes")
     with far:
-        batch = int(
-            st.number_input(
-                "Batch size (memory)", 1, 4096, 32, key="arch_batch", help=limits.help("batch_size")
-            )
-        )
+        batch = spec_widget(limits, "batch_size", 32, "arch_batch", "Batch size (memory)")
     if not dataset:
         st.caption("No dataset chosen: set channels and classes by hand.")
     return int(image_size), int(channels), int(classes), batch
@@ -164,11 +156,9 @@ def save_panel(arch: ArchSpec) -> None:
     with left:
         name = st.text_input("Name", value="my-architecture", key="arch_save_name")
         if st.button("Save to workspace", key="arch_save"):
-            try:
-                saved = save_arch(name, arch)
+            saved = attempt(save_arch, name, arch)
+            if saved:
                 st.success(f"Saved as **{saved}**.")
-            except CnnlabError as error:
-                st.error(str(error))
         saved_names = list_saved_archs()
         if saved_names:
             st.selectbox("Saved architectures", saved_names, key="arch_saved_pick")
@@ -186,9 +176,7 @@ def save_panel(arch: ArchSpec) -> None:
 
 # --- page ----------------------------------------------------------------------------------
 
-for notice_key, show in (("arch_notice", st.success), ("arch_notice_error", st.error)):
-    if notice_key in st.session_state:
-        show(st.session_state.pop(notice_key))
+show_outcome(NOTICE_KEY)
 
 image_size, channels, classes, batch = input_panel()
 current = chosen_arch()
@@ -203,20 +191,22 @@ mode = st.radio(
 edited = preset_editor(current) if mode == "Preset" else custom_editor()
 analysis = None
 if edited is not None:
-    try:
-        analysis = cached_analysis(edited.to_json(), image_size, channels, classes, batch)
-    except CnnlabError as error:
-        st.error(str(error))
+    analysis = attempt(cached_analysis, edited.to_json(), image_size, channels, classes, batch)
 if analysis is not None:
     st.session_state[ARCH_KEY] = edited.to_dict()
     st.session_state["arch_image_size"] = image_size
     current = edited
 else:
     st.info(f"Still chosen: the last valid architecture ({current.label}), shown below.")
-    try:
-        analysis = cached_analysis(current.to_json(), image_size, channels, classes, batch)
-    except CnnlabError as error:
-        st.caption(f"The last valid architecture does not fit these inputs either: {error}")
+    analysis = attempt(
+        cached_analysis,
+        current.to_json(),
+        image_size,
+        channels,
+        classes,
+        batch,
+        failure="The last valid architecture does not fit these inputs either: ",
+    )
 if analysis is not None:
     show_totals(analysis)
     show_layers(analysis)

@@ -13,10 +13,9 @@ import streamlit as st
 
 from cnnlab import devices, runs
 from cnnlab import train as training
-from cnnlab.errors import CnnlabError
 from pages._train_live import run_panel
 from pages._train_parts import new_run_form
-from pages._ui import current_dataset, current_run, select_run
+from pages._ui import attempt, current_dataset, current_run, select_run
 
 PICK_KEY = "train_pick_run"
 
@@ -29,10 +28,8 @@ def device_label() -> str:
 
 
 def queue_table(active: list[dict]) -> None:
-    try:
-        limit = training.max_concurrent_runs()
-    except CnnlabError as error:  # a bad CNNLAB_MAX_CONCURRENT_RUNS
-        st.error(str(error))
+    limit = attempt(training.max_concurrent_runs)  # fails on a bad CNNLAB_MAX_CONCURRENT_RUNS
+    if limit is None:
         return
     if active:
         st.dataframe(

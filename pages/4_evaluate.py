@@ -7,11 +7,10 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import eval_plots, runs
-from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import Evaluation, errors_for_cell, evaluate_run, most_confused, top_losses
 from cnnlab.report import REPORT_FILE, html_report
 from pages._evaluate_parts import curves_section, gallery, imbalance_section, per_class_section
-from pages._ui import current_run, select_run
+from pages._ui import attempt, current_run, select_run
 
 SORTS = {"loss": "Most wrong first (loss)", "confidence": "Most confident first"}
 
@@ -133,11 +132,9 @@ def main() -> None:
         st.info("No completed run yet: train a model on the Train page, then come back.")
         return
     info = pick_run(completed)
-    try:
-        version = info.version()
-        evaluation = cached_evaluation(info.run_id, version)
-    except CnnlabError as error:
-        st.error(str(error))
+    version = info.version()
+    evaluation = attempt(cached_evaluation, info.run_id, version)
+    if evaluation is None:
         return
     headline(evaluation)
     st.download_button(

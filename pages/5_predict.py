@@ -9,10 +9,9 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import explain, predict, runs
-from cnnlab.errors import CnnlabError
 from cnnlab.predict import Prediction, Predictor
 from pages._predict_parts import cached_predictor, details, export_panel
-from pages._ui import current_run, select_run
+from pages._ui import attempt, current_run, select_run
 
 # Images shown with every detail; more are listed in a table with one picked to inspect.
 DETAIL_LIMIT = 4
@@ -148,10 +147,8 @@ def main() -> None:
     )
     # Changes when the model file is rewritten, so the cached model follows.
     version = info.version(checkpoint)
-    try:
-        predictor = cached_predictor(info.run_id, checkpoint, version)
-    except CnnlabError as error:
-        st.error(str(error))
+    predictor = attempt(cached_predictor, info.run_id, checkpoint, version)
+    if predictor is None:
         return
     classes = predictor.class_names_
     top_k = controls[1].slider(

@@ -10,10 +10,11 @@ from cnnlab import eval_plots, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import update_run_meta
 from cnnlab.report import compare_runs, experiment_row, filter_rows, run_bundle
-from pages._ui import select_run
+from pages._ui import attempt, attempt_later, select_run, show_outcome
 
 CURVE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 BAR_METRICS = ("test_accuracy", "best_val_accuracy", "macro_f1")
+MESSAGE_KEY = "ex_message"  # what the last rename or delete did
 
 st.title("Experiments")
 
@@ -34,37 +35,25 @@ def table_rows() -> list[dict]:
     return rows
 
 
-def show_message() -> None:
-    message = st.session_state.pop("ex_message", None)
-    if message:
-        kind, text = message
-        (st.success if kind == "ok" else st.error)(text)
-
-
 # ------------------------------------------------------------------- actions (callbacks)
 
 
 def _save_meta(run_id: str) -> None:
-    try:
-        update_run_meta(
-            run_id,
-            name=st.session_state.get(f"ex_name_{run_id}", ""),
-            tags=st.session_state.get(f"ex_tags_{run_id}", ""),
-        )
-    except CnnlabError as error:
-        st.session_state["ex_message"] = ("error", str(error))
-    else:
-        st.session_state["ex_message"] = ("ok", f"Saved the name and tags of {run_id}.")
+    attempt_later(
+        MESSAGE_KEY,
+        update_run_meta,
+        run_id,
+        name=st.session_state.get(f"ex_name_{run_id}", ""),
+        tags=st.session_state.get(f"ex_tags_{run_id}", ""),
+        done=f"Saved the name and tags of {run_id}.",
+    )
 
 
 def _delete(run_id: str) -> None:
     st.session_state.pop("ex_confirm_delete", None)
-    try:
-        runs.delete_run(run_id)
-    except CnnlabError as error:
-        st.session_state["ex_message"] = ("error", str(error))
+    attempt_later(MESSAGE_KEY, runs.delete_run, run_id, done=f"Deleted run {run_id}.")
+    if st.session_state[MESSAGE_KEY][0] == "error":
         return
-    st.session_state["ex_message"] = ("ok", f"Deleted run {run_id}.")
     selected = st.session_state.get("ex_selected") or []
     st.session_state["ex_selected"] = [r for r in selected if r != run_id]
     if st.session_state.get("run") == run_id:
@@ -131,10 +120,8 @@ def runs_table(rows: list[dict]) -> None:
 
 
 def comparison(selected: list[str]) -> None:
-    try:
-        result = compare_runs(selected)
-    except CnnlabError as error:
-        st.error(str(error))
+    result = attempt(compare_runs, selected)
+    if result is None:
         return
     metric = st.radio("Curve", CURVE_METRICS, horizontal=True, key="ex_curve")
     st.plotly_chart(eval_plots.learning_curves_figure(result.histories, metric), width="stretch")
@@ -165,10 +152,8 @@ def comparison(selected: list[str]) -> None:
 
 
 def manage(run_id: str) -> None:
-    try:
-        info = runs.load_run(run_id)
-    except CnnlabError as error:  # e.g. deleted from another browser
-        st.error(str(error))
+    info = attempt(runs.load_run, run_id)  # fails when deleted from another browser
+    if info is None:
         return
     st.markdown(f"#### Run {run_id}")
     st.caption(
@@ -212,7 +197,7 @@ def manage(run_id: str) -> None:
 
 
 def main() -> None:
-    show_message()
+    show_outcome(MESSAGE_KEY)
     rows = table_rows()
     if not rows:
         st.info("No runs yet: train a model on the Train page.")

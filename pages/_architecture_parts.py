@@ -13,19 +13,13 @@ import streamlit as st
 
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ArchSpec, get_preset, list_presets, load_saved_arch
-from cnnlab.models.blocks import (
-    ACTIVATIONS,
-    BACKBONES,
-    BLOCK_TYPES,
-    PADDINGS,
-    blocks_to_rows,
-    rows_to_blocks,
-    table_columns,
-)
+from cnnlab.models.blocks import ACTIVATIONS, BACKBONES, BLOCK_TYPES, PADDINGS
+from cnnlab.models.table import blocks_to_rows, rows_to_blocks, table_columns
 from cnnlab.spec import Choice, Range
-from pages._ui import spec_widget
+from pages._ui import attempt, attempt_later, spec_widget
 
 ARCH_KEY = "arch"  # the chosen ArchSpec as a dict: what the Train page builds
+NOTICE_KEY = "arch_notice"  # what loading or importing an architecture did
 EDITORS = ("Table", "JSON")
 
 
@@ -70,11 +64,9 @@ def customise(arch_dict: dict) -> None:
 
 def load_saved() -> None:
     name = st.session_state.get("arch_saved_pick")
-    try:
-        load_into_editor(load_saved_arch(name))
-        st.session_state["arch_notice"] = f"Loaded **{name}**."
-    except CnnlabError as error:
-        st.session_state["arch_notice_error"] = str(error)
+    attempt_later(
+        NOTICE_KEY, lambda: load_into_editor(load_saved_arch(name)), done=f"Loaded **{name}**."
+    )
 
 
 def import_upload() -> None:
@@ -83,12 +75,14 @@ def import_upload() -> None:
         return
     try:
         text = upload.getvalue().decode("utf-8")
-        load_into_editor(ArchSpec.from_json(text))
-        st.session_state["arch_notice"] = f"Imported **{upload.name}**."
     except UnicodeDecodeError:
-        st.session_state["arch_notice_error"] = f"{upload.name} is not a UTF-8 text file."
-    except CnnlabError as error:
-        st.session_state["arch_notice_error"] = f"{upload.name}: {error}"
+        st.session_state[NOTICE_KEY] = ("error", f"{upload.name} is not a UTF-8 text file.")
+        return
+    attempt_later(
+        NOTICE_KEY,
+        lambda: load_into_editor(ArchSpec.from_json(text)),
+        done=f"Imported **{upload.name}**.",
+    )
 
 
 # --- the editors ---------------------------------------------------------------------------
@@ -111,10 +105,8 @@ def preset_editor(current: ArchSpec) -> ArchSpec | None:
             values[field.name] = spec_widget(
                 preset.options, field.name, value, f"arch_opt_{name}_{field.name}"
             )
-    try:
-        arch = ArchSpec.preset(name, **values)
-    except CnnlabError as error:
-        st.error(str(error))
+    arch = attempt(ArchSpec.preset, name, **values)
+    if arch is None:
         return None
     st.button(
         "Edit these blocks",
@@ -153,9 +145,6 @@ def column_config() -> dict:
             )
         else:
             config[name] = st.column_config.TextColumn(name, help=help_text)
-    config["mode"] = st.column_config.SelectboxColumn(
-        "mode", options=["max", "average"], help="pooling: keep the largest or the mean"
-    )
     return config
 
 
@@ -185,11 +174,7 @@ def table_editor(version: int) -> ArchSpec | None:
         width="stretch",
     )
     records = edited.astype(object).where(edited.notna(), None).to_dict("records")
-    try:
-        return ArchSpec.from_blocks(rows_to_blocks(records))
-    except CnnlabError as error:
-        st.error(str(error))
-        return None
+    return attempt(lambda: ArchSpec.from_blocks(rows_to_blocks(records)))
 
 
 def json_editor(version: int) -> ArchSpec | None:
@@ -200,20 +185,7 @@ def json_editor(version: int) -> ArchSpec | None:
         key=f"arch_json_{version}",
         help='{"blocks": [...]} or {"preset": NAME, "options": {...}}',
     )
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as error:
-        st.error(
-            f"The JSON is not valid: {error.msg} at line {error.lineno}, column {error.colno}."
-        )
-        return None
-    if isinstance(data, list):  # a bare list of blocks
-        data = {"blocks": data}
-    try:
-        return ArchSpec.from_dict(data)
-    except CnnlabError as error:
-        st.error(str(error))
-        return None
+    return attempt(ArchSpec.from_json, text)
 
 
 def custom_editor() -> ArchSpec | None:

@@ -3,18 +3,26 @@ health report. Imported by ``pages/1_data.py``."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import numpy as np
 import pandas as pd
 import streamlit as st
 from PIL import Image
 
 from cnnlab import plots
-from cnnlab.data import augment, ingest
+from cnnlab.data import augment, health, ingest
 from cnnlab.data.dataset import list_datasets, load_dataset
+from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import CnnlabError
 from cnnlab.workspace import safe_name
-from pages._ui import dataset_version, select_dataset
+from pages._ui import attempt, dataset_version, select_dataset, spec_widget
 
+SAMPLE_LABELS = {
+    "count": "Images of the largest class",
+    "image_size": "Image size (px)",
+    "imbalance": "Imbalance factor",
+}
 SOURCES = ("Built-in sample", "Zip file", "Folder (directory upload)", "Images of one class")
 
 
@@ -51,15 +59,30 @@ def show_report(report: ingest.IngestReport) -> None:
 
 def run_ingest(action, *args, **kwargs) -> None:
     """Call an ingest function, show its report, and make its dataset current."""
-    try:
-        with st.spinner("Checking and storing images..."):
-            report = action(*args, **kwargs)
-    except CnnlabError as error:
-        st.error(str(error))
+    with st.spinner("Checking and storing images..."):
+        report = attempt(action, *args, **kwargs)
+    if report is None:
         return
     st.session_state["last_ingest"] = report
     select_dataset(report.dataset)
     st.rerun()
+
+
+def sample_options(sample: str) -> dict:
+    """Widgets for a built-in sample's options, with the limits its spec declares."""
+    spec_cls = SAMPLES[sample]
+    fields = dataclasses.fields(spec_cls)
+    options = {}
+    for field, column in zip(fields, st.columns(len(fields) or 1), strict=False):
+        with column:
+            options[field.name] = spec_widget(
+                spec_cls,
+                field.name,
+                field.default,
+                key=f"ingest_{sample}_{field.name}",
+                label=SAMPLE_LABELS.get(field.name),
+            )
+    return options
 
 
 def dataset_exists(name: str) -> bool:
@@ -103,18 +126,7 @@ def add_images_panel(existing: str | None) -> None:
             "shapes: generated shapes on noisy backgrounds; raise the imbalance to demo "
             "class weighting.",
         )
-        options = {}
-        if sample == "shapes":
-            left, middle, right = st.columns(3)
-            options["count"] = left.number_input("Images of the largest class", 10, 5000, 200)
-            options["image_size"] = middle.number_input("Image size (px)", 16, 256, 64)
-            options["imbalance"] = right.slider(
-                "Imbalance factor",
-                1.0,
-                10.0,
-                1.0,
-                help="Each class has this many times fewer images than the one before.",
-            )
+        options = sample_options(sample)
         if st.button("Load sample", type="primary", key="ingest_sample_go"):
             if target_new:
                 run_ingest(ingest.ingest, f"sample:{sample}", name, options=options)
@@ -154,16 +166,16 @@ def add_images_panel(existing: str | None) -> None:
 
 def health_panel(name: str) -> None:
     dataset = cached_dataset(name, dataset_version(name))
-    health = dataset.health()
+    report = dataset.health()
     counts = st.columns(4)
-    counts[0].metric("Images", health.get("images", len(dataset.records)))
+    counts[0].metric("Images", report.get("images", len(dataset.records)))
     counts[1].metric("Classes", len(dataset.class_names))
-    counts[2].metric("Imbalance ratio", f"{health.get('imbalance_ratio') or 1:.1f}:1")
+    counts[2].metric("Imbalance ratio", f"{report.get('imbalance_ratio') or 1:.1f}:1")
     counts[3].metric("Channels", "grayscale" if dataset.channels == 1 else "colour")
-    for warning in health.get("warnings", []):
+    for warning in report.get("warnings", []):
         st.warning(warning)
     left, middle, right = st.columns([2, 1, 1])
-    left.plotly_chart(plots.class_balance_figure(health), key="balance_chart")
+    left.plotly_chart(plots.class_balance_figure(report), key="balance_chart")
     middle.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
     right.plotly_chart(plots.aspect_figure(dataset.records), key="aspect_chart")
 
@@ -171,37 +183,25 @@ def health_panel(name: str) -> None:
         (
             "label_conflicts",
             "Same image under two labels",
-            ingest.fix_label_conflicts,
+            health.fix_label_conflicts,
             "Remove conflicting images",
         ),
-        ("leaks", "Same image in two splits", ingest.fix_leaks, "Move leaked copies to train"),
+        ("leaks", "Same image in two splits", health.fix_leaks, "Move leaked copies to train"),
         (
             "duplicates",
             "Exact duplicates within a class",
-            ingest.remove_duplicates,
+            health.remove_duplicates,
             "Keep one copy of each",
         ),
     )
     for key, title, fix, button in fixes:
-        problems = health.get(key) or []
+        problems = report.get(key) or []
         if not problems:
             continue
         with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
             st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
             if st.button(button, key=f"fix_{key}"):
-                try:
-                    changed = fix(name)
-                except CnnlabError as error:
-                    st.error(str(error))
-                else:
+                changed = attempt(fix, name)
+                if changed is not None:
                     st.toast(f"{button}: {changed} image(s) changed.")
                     st.rerun()
-
-
-def act(action, *args) -> None:
-    try:
-        action(*args)
-    except CnnlabError as error:
-        st.error(str(error))
-    else:
-        st.rerun()

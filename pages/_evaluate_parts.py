@@ -9,9 +9,10 @@ import pandas as pd
 import streamlit as st
 
 from cnnlab import eval_plots, runs
-from cnnlab.errors import CnnlabError
-from cnnlab.evaluate import Evaluation, class_distribution, imbalance_ratio
-from cnnlab.report import list_studies, load_study, start_imbalance_study
+from cnnlab.data.dataset import load_dataset
+from cnnlab.evaluate import Evaluation
+from cnnlab.study import list_studies, load_study, start_imbalance_study
+from pages._ui import attempt
 
 GALLERY_COLUMNS = 6
 STUDY_REFRESH_S = 5
@@ -75,16 +76,15 @@ def per_class_section(evaluation: Evaluation) -> None:
 
 
 def imbalance_section(info: runs.Run, evaluation: Evaluation) -> None:
-    try:
-        distribution = class_distribution(info.dataset)
-    except CnnlabError as error:
-        st.warning(str(error))
-        distribution = {}
-    if distribution:
-        ratio = imbalance_ratio({label: row["train"] for label, row in distribution.items()})
-        st.plotly_chart(eval_plots.class_distribution_figure(distribution), width="stretch")
-        if ratio is not None:
-            st.caption(f"Imbalance ratio of the train split: {ratio:.1f}:1 (largest/smallest).")
+    # The dataset's health report (as the Data page shows it): images per class and split.
+    dataset = attempt(load_dataset, info.dataset)
+    health = dataset.health() if dataset else {}
+    if health.get("classes"):
+        st.plotly_chart(eval_plots.class_distribution_figure(health["classes"]), width="stretch")
+        st.caption(
+            f"Imbalance ratio: {health['imbalance_ratio']:.1f}:1 (largest class / smallest); "
+            "the splits keep each class's share."
+        )
     weights = info.class_weights
     mode = info.train.get("class_weight", "none")
     oversample = info.train.get("oversample", False)
@@ -106,11 +106,8 @@ def imbalance_section(info: runs.Run, evaluation: Evaluation) -> None:
         "background; this run counts as the variant it already is."
     )
     if st.button("Start imbalance study", key="ev_study_start"):
-        try:
-            study_id = start_imbalance_study(info.run_id)
-        except CnnlabError as error:
-            st.error(str(error))
-        else:
+        study_id = attempt(start_imbalance_study, info.run_id)
+        if study_id:
             st.success(f"Queued study {study_id}. Its runs appear on the Experiments page.")
     studies = list_studies(source=info.run_id)
     own = info.study  # this run was itself queued by a study
@@ -119,12 +116,10 @@ def imbalance_section(info: runs.Run, evaluation: Evaluation) -> None:
     if not studies:
         return
     study_id = st.selectbox("Study", studies, key="ev_study")
-    try:
-        active = load_study(study_id).active
-    except CnnlabError as error:
-        st.error(str(error))
+    study = attempt(load_study, study_id)
+    if study is None:
         return
-    if active:
+    if study.active:
         # Redraw only this panel while the study's runs train.
         st.fragment(show_study, run_every=STUDY_REFRESH_S)(study_id)
     else:

@@ -9,8 +9,8 @@ import numpy as np
 import streamlit as st
 
 from cnnlab import explain, export, predict
-from cnnlab.errors import CnnlabError
 from cnnlab.predict import Prediction, Predictor
+from pages._ui import attempt
 
 # ------------------------------------------------------------------------- caches
 
@@ -152,21 +152,17 @@ def export_panel(predictor: Predictor) -> None:
         left, right = st.columns(2)
         marker = (run_id, checkpoint, fmt)
         if left.button("Export", key="pr_export_go"):
-            try:
-                with st.spinner(f"Exporting as {export.FORMAT_TITLES[fmt]}..."):
-                    st.session_state["pr_export"] = (
-                        marker, export.export_model(run_id, fmt, checkpoint))  # fmt: skip
-            except CnnlabError as error:
-                st.error(str(error))
+            with st.spinner(f"Exporting as {export.FORMAT_TITLES[fmt]}..."):
+                result = attempt(export.export_model, run_id, fmt, checkpoint)
+            if result:
+                st.session_state["pr_export"] = (marker, result)
         if right.button("Check parity", key="pr_parity_go"):
-            try:
-                with st.spinner("Running the exported model on the test images..."):
-                    report = export.check_export(run_id, fmt, checkpoint, predictor=predictor)
-                    st.session_state["pr_parity"] = (marker, report)
-                    st.session_state["pr_export"] = (
-                        marker, export.export_model(run_id, fmt, checkpoint))  # fmt: skip
-            except CnnlabError as error:
-                st.error(str(error))
+            with st.spinner("Running the exported model on the test images..."):
+                report = attempt(export.check_export, run_id, fmt, checkpoint, predictor=predictor)
+                result = report and attempt(export.export_model, run_id, fmt, checkpoint)
+            if result:
+                st.session_state["pr_parity"] = (marker, report)
+                st.session_state["pr_export"] = (marker, result)
         stored = st.session_state.get("pr_export")
         if stored and stored[0] == marker:
             result = stored[1]

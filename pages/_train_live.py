@@ -7,11 +7,10 @@ import streamlit as st
 
 from cnnlab import runs
 from cnnlab import train as training
-from cnnlab.errors import CnnlabError
 from cnnlab.train import TrainSpec
 from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
-from pages._ui import select_run, spec_widget
+from pages._ui import act, attempt, select_run, spec_widget
 
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
@@ -26,39 +25,34 @@ STATUS_ICONS = {
 def controls(progress: dict) -> None:
     run_id, status = progress["run_id"], progress["status"]
     left, middle, right = st.columns(3)
-    try:
-        if status in runs.ACTIVE_STATUSES:
-            if left.button(
-                "Cancel",
-                key="train_cancel",
-                icon=":material/stop:",
-                disabled=progress["cancelling"],
-            ):
-                training.cancel_run(run_id)
-                st.rerun()
-        if status in ("interrupted", "cancelled", "failed"):
-            if left.button("Resume", key="train_resume", icon=":material/play_arrow:"):
-                training.resume_run(run_id)
-                st.rerun()
-        if status == "completed":
-            more = middle.number_input(
-                "More epochs", min_value=1, max_value=200, value=5, key="train_more_epochs"
-            )
-            if right.button("Continue", key="train_continue", icon=":material/fast_forward:"):
-                training.continue_run(run_id, int(more))
-                st.rerun()
-    except CnnlabError as error:
-        st.error(str(error))
+    if status in runs.ACTIVE_STATUSES and left.button(
+        "Cancel", key="train_cancel", icon=":material/stop:", disabled=progress["cancelling"]
+    ):
+        act(training.cancel_run, run_id)
+    if status in ("interrupted", "cancelled", "failed") and left.button(
+        "Resume", key="train_resume", icon=":material/play_arrow:"
+    ):
+        act(training.resume_run, run_id)
+    # A continued run trains to (epochs done + more), within the spec's epoch limit.
+    room = int(TrainSpec.limits("epochs").high) - progress["epoch"]
+    if status == "completed" and room >= 1:
+        more = middle.number_input(
+            "More epochs", min_value=1, max_value=room, value=min(5, room), key="train_more_epochs"
+        )
+        if right.button("Continue", key="train_continue", icon=":material/fast_forward:"):
+            act(training.continue_run, run_id, int(more))
     if status not in runs.ACTIVE_STATUSES and progress["best_epoch"]:
         fork_panel(progress)
 
 
 def fork_panel(progress: dict) -> None:
     """A new run from this run's best or last checkpoint, with a few changes."""
-    try:
-        spec = TrainSpec.from_dict(progress["train"])
-    except CnnlabError as error:
-        st.error(f"This run's training spec cannot be forked: {error}")
+    spec = attempt(
+        TrainSpec.from_dict,
+        progress["train"],
+        failure="This run's training spec cannot be forked: ",
+    )
+    if spec is None:
         return
     with st.expander("Fork a new run from a checkpoint"):
         with st.form("train_fork_form", border=False):
@@ -73,26 +67,22 @@ def fork_panel(progress: dict) -> None:
             with columns[2]:
                 schedule = spec_widget(TrainSpec, "schedule", spec.schedule, "train_fork_schedule")
             if st.form_submit_button("Fork", key="train_fork"):
-                try:
-                    child = training.fork_run(
-                        progress["run_id"],
-                        checkpoint,
-                        learning_rate=rate,
-                        epochs=int(epochs),
-                        schedule=schedule,
-                    )
-                except CnnlabError as error:
-                    st.error(str(error))
-                    return
-                select_run(child)
-                st.rerun()
+                child = attempt(
+                    training.fork_run,
+                    progress["run_id"],
+                    checkpoint,
+                    learning_rate=rate,
+                    epochs=int(epochs),
+                    schedule=schedule,
+                )
+                if child:
+                    select_run(child)
+                    st.rerun()
 
 
 def show_progress(run_id: str) -> dict | None:
-    try:
-        progress = run_progress(run_id)
-    except CnnlabError as error:
-        st.error(str(error))
+    progress = attempt(run_progress, run_id)
+    if progress is None:
         return None
     status = progress["status"]
     st.markdown(
@@ -153,12 +143,10 @@ def live_panel(run_id: str) -> None:
 
 
 def run_panel(run_id: str) -> None:
-    try:
-        active = runs.load_run(run_id).is_active
-    except CnnlabError as error:
-        st.error(str(error))
+    run = attempt(runs.load_run, run_id)
+    if run is None:
         return
-    if active:
+    if run.is_active:
         live_panel(run_id)
     else:
         show_progress(run_id)

@@ -8,11 +8,11 @@ import streamlit as st
 
 from cnnlab import train as training
 from cnnlab.data.dataset import load_dataset
-from cnnlab.errors import CnnlabError
 from cnnlab.models import list_presets
 from cnnlab.train import TrainSpec
-from cnnlab.train.recipe import default_budget_minutes, plan_run, with_changes
-from pages._ui import dataset_version, select_run, spec_widget
+from cnnlab.train.recipe import chosen_run, default_budget_minutes, plan_run, starting_spec
+from cnnlab.train.spec import CLASS_WEIGHT_LIMITS
+from pages._ui import attempt, dataset_version, select_run, spec_widget
 
 ARCH_KEY = "arch"  # an ArchSpec dict chosen on the Architecture page
 MEASURE_KEY = "train_measure_speed"
@@ -95,7 +95,8 @@ def learning_rate_widget(value: float, key: str = "train_learning_rate") -> floa
     )
 
 
-def class_weight_table(dataset: str, class_names: list[str], spec: TrainSpec) -> dict:
+def class_weight_table(dataset: str, spec: TrainSpec) -> dict:
+    class_names = load_dataset(dataset).class_names
     weights = spec.custom_weights
     table = pd.DataFrame(
         {"class": class_names, "weight": [weights.get(name, 1.0) for name in class_names]}
@@ -105,7 +106,11 @@ def class_weight_table(dataset: str, class_names: list[str], spec: TrainSpec) ->
         key=f"train_custom_weights_{dataset}",
         hide_index=True,
         disabled=["class"],
-        column_config={"weight": st.column_config.NumberColumn(min_value=0.001, max_value=1000.0)},
+        column_config={
+            "weight": st.column_config.NumberColumn(
+                min_value=CLASS_WEIGHT_LIMITS.low, max_value=CLASS_WEIGHT_LIMITS.high
+            )
+        },
         width="stretch",
     )
     return {row["class"]: float(row["weight"]) for _, row in edited.iterrows()}
@@ -113,17 +118,12 @@ def class_weight_table(dataset: str, class_names: list[str], spec: TrainSpec) ->
 
 def new_run_form(dataset: str) -> None:
     budget = budget_widget(dataset)
-    try:
-        measure = st.session_state.get(MEASURE_KEY, False)
-        plan = recipe(dataset, budget, dataset_version(dataset), measure)
-        auto_arch, spec = plan.arch, plan.spec
-        class_names = load_dataset(dataset).class_names
-        size_from_arch = st.session_state.get("arch_image_size")
-        if st.session_state.get(ARCH_KEY) and size_from_arch:
-            spec = spec.with_changes(image_size=int(size_from_arch))
-    except CnnlabError as error:
-        st.error(str(error))
+    measure = st.session_state.get(MEASURE_KEY, False)
+    plan = attempt(recipe, dataset, budget, dataset_version(dataset), measure)
+    if plan is None:
         return
+    designed = st.session_state.get("arch_image_size") if st.session_state.get(ARCH_KEY) else None
+    spec = starting_spec(plan, designed)
     st.caption(f"Auto recipe: {plan.describe()}")
     if plan.speed != "measured" and st.button(
         "Measure this device's speed",
@@ -160,25 +160,21 @@ def new_run_form(dataset: str) -> None:
                         TrainSpec, name, getattr(spec, name), f"train_{name}_{dataset}"
                     )
             st.caption("Custom class weights (used when class weight is 'custom'):")
-            custom = class_weight_table(dataset, class_names, spec)
+            custom = class_weight_table(dataset, spec)
         submitted = st.form_submit_button("Start training", type="primary", key="train_start")
     if not submitted:
         return
-    values["augmentation"] = spec.augmentation if augmentation == "recipe" else augmentation
-    values["custom_class_weights"] = custom if values.get("class_weight") == "custom" else ()
-    try:
-        # Fewer epochs than planned bring the plan's warm-up along (see with_changes).
-        chosen = with_changes(spec, dataset, **values)
-    except CnnlabError as error:
-        st.error(str(error))
-        return
-    if arch == "auto" and chosen.image_size == spec.image_size:
-        arch = auto_arch  # the plan's network (pretrained when weights are at hand)
-    try:
-        # Otherwise "auto" picks the preset for the image size chosen in the form.
-        run_id = training.start_run(dataset, arch, chosen)
-    except CnnlabError as error:
-        st.error(str(error))
-        return
-    select_run(run_id)
-    st.rerun()
+    chosen = attempt(
+        chosen_run,
+        plan,
+        dataset,
+        arch,
+        spec,
+        augmentation=augmentation,
+        custom_weights=custom,
+        **values,
+    )
+    run_id = chosen and attempt(training.start_run, dataset, *chosen)
+    if run_id:
+        select_run(run_id)
+        st.rerun()

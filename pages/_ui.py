@@ -7,6 +7,10 @@ changes them, and a page that creates one sets it.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import TypeVar
+
 import streamlit as st
 
 from cnnlab import workspace
@@ -15,6 +19,52 @@ from cnnlab.spec import Choice, Range, Spec
 
 DATASET_KEY = "dataset"
 RUN_KEY = "run"
+
+T = TypeVar("T")
+
+
+def attempt(action: Callable[..., T], *args, failure: str = "", **kwargs) -> T | None:
+    """Run a cnnlab action for the page; a CnnlabError becomes an error box in place.
+
+    cnnlab's messages say what was wrong and how to fix it, so the page shows them as
+    they are (after ``failure``, when given). Returns the action's result, or None when
+    it failed.
+    """
+    try:
+        return action(*args, **kwargs)
+    except CnnlabError as error:
+        st.error(f"{failure}{error}")
+        return None
+
+
+def act(action: Callable, *args, **kwargs) -> None:
+    """Run an action that changes what the page shows: redraw the page when it worked,
+    show its CnnlabError in place when not."""
+    try:
+        action(*args, **kwargs)
+    except CnnlabError as error:
+        st.error(str(error))
+        return
+    st.rerun()
+
+
+def attempt_later(key: str, action: Callable, *args, done: str = "", **kwargs) -> None:
+    """``attempt`` for widget callbacks, which run before the page is drawn: the
+    outcome (the error, or ``done`` when given) waits under ``key`` for show_outcome."""
+    try:
+        action(*args, **kwargs)
+    except CnnlabError as error:
+        st.session_state[key] = ("error", str(error))
+        return
+    if done:
+        st.session_state[key] = ("success", done)
+
+
+def show_outcome(key: str) -> None:
+    """Show, once, what a callback run through attempt_later left under ``key``."""
+    kind, text = st.session_state.pop(key, (None, ""))
+    if kind:
+        (st.error if kind == "error" else st.success)(text)
 
 
 def current_dataset() -> str | None:
@@ -62,7 +112,8 @@ def spec_widget(spec_cls: type[Spec], name: str, value, key: str, label: str | N
             return st.number_input(
                 label, int(limits.low), int(limits.high), int(value), key=key, help=help_text
             )
-        step = (limits.high - limits.low) / 100 or 0.01
+        # A round step near a hundredth of the range: 0.01 for 1-10, 0.001 for 0-0.5.
+        step = 10 ** math.floor(math.log10((limits.high - limits.low) / 100 or 0.01))
         return st.slider(
             label,
             float(limits.low),
@@ -75,12 +126,3 @@ def spec_widget(spec_cls: type[Spec], name: str, value, key: str, label: str | N
     if isinstance(value, bool):
         return st.checkbox(label, value=value, key=key, help=help_text)
     return st.text_input(label, value=str(value), key=key, help=help_text)
-
-
-def build_spec(spec_cls: type[Spec], values: dict):
-    """Build a spec from widget values, showing the error beside the form when invalid."""
-    try:
-        return spec_cls.from_dict(values)
-    except CnnlabError as error:
-        st.error(str(error))
-        return None

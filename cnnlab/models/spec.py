@@ -119,10 +119,17 @@ class ArchSpec(Spec):
 
     @classmethod
     def from_json(cls, text: str) -> ArchSpec:
+        """From JSON text: an object as ``from_dict`` takes, or a bare list of blocks."""
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
-            raise CnnlabError(f"The architecture is not valid JSON: {error}.") from None
+            raise CnnlabError(
+                f"The architecture is not valid JSON: {error.msg} at line {error.lineno}, "
+                f"column {error.colno}. Fix it there, or export a working architecture "
+                "to start from."
+            ) from None
+        if isinstance(data, list):
+            data = {"blocks": data}
         return cls.from_dict(data)
 
     # --- views ---------------------------------------------------------------------

@@ -17,6 +17,7 @@ from typing import Any
 import keras
 
 from cnnlab import runs, workspace
+from cnnlab.run import checkpoint_file
 from cnnlab.runs import best_in_history, monitor_improved
 
 Event = dict[str, Any]
@@ -164,34 +165,21 @@ class ProgressCallback(keras.callbacks.Callback):
         return max(0.0, min(eta, self.deadline - time.monotonic()))
 
 
-class EpochSchedule(keras.callbacks.Callback):
-    """Sets the learning rate at the start of each epoch: warm-up, then cosine or steps.
+def learning_rate_schedule(spec, time_used: Callable[[], float] = lambda: 0.0):
+    """Keras's LearningRateScheduler over :func:`learning_rate_at`: warm-up, then
+    cosine or steps, set at the start of each epoch (and logged as ``learning_rate``).
 
     Keyed on the epoch number, so a resumed run picks the schedule up where it was.
     The plateau schedule is Keras' ReduceLROnPlateau after the warm-up. With a time
-    budget, ``progress()`` (the share of the training time used) lets the cosine reach
+    budget, ``time_used()`` (the share of the training time used) lets the cosine reach
     its floor when the time runs out, even if fewer epochs than planned fit.
     """
 
-    def __init__(
-        self,
-        rate: Callable[[int, float], float | None],
-        progress: Callable[[], float] = lambda: 0.0,
-    ):
-        super().__init__()
-        self.rate = rate
-        self.progress = progress
+    def schedule(epoch: int, current: float) -> float:
+        value = learning_rate_at(spec, epoch, time_used())
+        return current if value is None else float(value)
 
-    def on_epoch_begin(self, epoch, logs=None):
-        value = self.rate(epoch, self.progress())
-        if value is not None:
-            self.model.optimizer.learning_rate = value
-
-    def on_epoch_end(self, epoch, logs=None):
-        if logs is not None:
-            logs["learning_rate"] = float(
-                keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)
-            )
+    return keras.callbacks.LearningRateScheduler(schedule)
 
 
 def learning_rate_at(spec, epoch: int, time_used: float = 0.0) -> float | None:
@@ -295,10 +283,10 @@ class CheckpointCallback(keras.callbacks.Callback):
         self._unsaved_best: tuple[int, float] | None = None
         self._best_weights = None
 
-    def _save(self, name: str) -> None:
-        temporary = self.folder / f".{name[:-6]}.partial.keras"
+    def _save(self, checkpoint: str) -> None:
+        temporary = self.folder / f".{checkpoint}.partial.keras"
         self.model.save(temporary)
-        os.replace(temporary, self.folder / name)
+        os.replace(temporary, self.folder / checkpoint_file(checkpoint))
 
     def on_epoch_end(self, epoch, logs=None):
         if self.incomplete():
@@ -334,19 +322,19 @@ class CheckpointCallback(keras.callbacks.Callback):
         checkpoints = self._read()
         saved_last = None
         if self._unsaved_last is not None:
-            self._save("last.keras")
+            self._save("last")
             saved_last, self._unsaved_last = self._unsaved_last, None
             checkpoints["last"] = {"epoch": saved_last + 1}
         if self._unsaved_best is not None:
             epoch, value = self._unsaved_best
             if epoch == saved_last:
                 temporary = self.folder / ".best.partial.keras"
-                shutil.copyfile(self.folder / "last.keras", temporary)
-                os.replace(temporary, self.folder / "best.keras")
+                shutil.copyfile(self.folder / checkpoint_file("last"), temporary)
+                os.replace(temporary, self.folder / checkpoint_file("best"))
             else:
                 current = self.model.get_weights()
                 self.model.set_weights(self._best_weights)
-                self._save("best.keras")
+                self._save("best")
                 self.model.set_weights(current)
             checkpoints["best"] = {"epoch": epoch + 1, "monitor": self.monitor, "value": value}
             self._unsaved_best, self._best_weights = None, None

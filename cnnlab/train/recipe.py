@@ -271,6 +271,38 @@ def with_changes(plan: TrainSpec, dataset: str | Dataset, **changes: Any) -> Tra
     return plan.with_changes(**changes) if changes else plan
 
 
+def starting_spec(plan: Plan, designed_size: int | None = None) -> TrainSpec:
+    """What a training form starts from: the plan's spec, at the image size an
+    architecture was designed for (the Architecture page's) when there is one."""
+    return plan.spec.with_changes(image_size=int(designed_size)) if designed_size else plan.spec
+
+
+def chosen_run(
+    plan: Plan,
+    dataset: str | Dataset,
+    arch: Any,
+    start: TrainSpec,
+    *,
+    custom_weights: dict[str, float] | None = None,
+    **changes: Any,
+) -> tuple[Any, TrainSpec]:
+    """``(arch, spec)`` a user asks for from a form that started at ``start``.
+
+    The changes go through :func:`with_changes` (fewer epochs bring the warm-up along);
+    ``augmentation="recipe"`` keeps the plan's; ``custom_weights`` count only when
+    class weighting is custom. ``auto`` at the plan's image size trains the plan's
+    network (pretrained when weights are at hand); at another size, the preset for it.
+    """
+    if changes.get("augmentation") == "recipe":
+        changes["augmentation"] = start.augmentation
+    custom = changes.get("class_weight", start.class_weight) == "custom"
+    changes["custom_class_weights"] = (custom_weights or {}) if custom else ()
+    spec = with_changes(start, dataset, **changes)
+    if arch == AUTO and spec.image_size == plan.spec.image_size:
+        arch = plan.arch
+    return arch, spec
+
+
 def _candidates(data: Dataset, image_size: int | None) -> list[tuple[Any, int]]:
     """``(arch, size)`` to try, best first; a given ``image_size`` is kept."""
     if image_size:

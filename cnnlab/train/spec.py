@@ -20,6 +20,8 @@ SCHEDULES = ("constant", "cosine", "step", "plateau")
 MONITORS = ("val_loss", "val_accuracy")
 CLASS_WEIGHTING = ("none", "balanced", "custom")
 MIXED_PRECISION = ("auto", "on", "off")
+# The weight one class may get in the loss (custom class weighting).
+CLASS_WEIGHT_LIMITS = Range(0.001, 1000.0)
 # "dataset" means the dataset's saved AugmentSpec; a dict is an AugmentSpec of its own.
 AUGMENTATION_NAMES = ("dataset", "none")
 
@@ -171,9 +173,11 @@ def _weight_pairs(value: Any) -> tuple:
             raise CnnlabError(
                 f"The weight of class {label!r} must be a number. Received: {weight!r}"
             )
-        if not math.isfinite(weight) or not 0 < weight <= 1000:
+        low, high = CLASS_WEIGHT_LIMITS.low, CLASS_WEIGHT_LIMITS.high
+        if not math.isfinite(weight) or not low <= weight <= high:
             raise CnnlabError(
-                f"The weight of class {label!r} must be in (0, 1000]. Received: {weight!r}"
+                f"The weight of class {label!r} must be in [{low:g}, {high:g}]. "
+                f"Received: {weight!r}"
             )
         pairs.append((str(label), float(weight)))
     labels = [label for label, _ in pairs]

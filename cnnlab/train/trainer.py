@@ -15,7 +15,6 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
-from functools import partial
 from typing import Any
 
 import numpy as np
@@ -417,7 +416,7 @@ class Trainer:
                 return 0.0
             return (time.monotonic() - training_start) / max(self._deadline - training_start, 1e-9)
 
-        callbacks = [cb.EpochSchedule(partial(cb.learning_rate_at, spec), time_used)]
+        callbacks = [cb.learning_rate_schedule(spec, time_used)]
         mode = "min" if spec.monitor.endswith("loss") else "max"
         if spec.schedule == "plateau":
             callbacks.append(

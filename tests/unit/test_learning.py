@@ -254,3 +254,28 @@ def test_fewer_epochs_than_planned_bring_the_warm_up_along(tiny_dataset):
     # Fields the user set themselves are kept.
     own = with_changes(plan.spec, tiny_dataset, epochs=10, warmup_epochs=5)
     assert (own.epochs, own.warmup_epochs) == (10, 5)
+
+
+def test_a_form_run_follows_the_recipe_rules(tiny_dataset):
+    from cnnlab.errors import CnnlabError
+    from cnnlab.train.recipe import AUTO, chosen_run, starting_spec
+
+    plan = plan_run(tiny_dataset, budget_minutes=1, probe=False)
+    # Kept at the plan's size, "auto" trains the plan's network and augmentation.
+    arch, spec = chosen_run(plan, tiny_dataset, AUTO, plan.spec, augmentation="recipe")
+    assert arch == plan.arch and spec.augmentation == plan.spec.augmentation
+    # An architecture designed at another size: the form starts there, and "auto"
+    # then means the preset for that size, not the plan's network.
+    start = starting_spec(plan, plan.spec.image_size * 2)
+    arch, spec = chosen_run(plan, tiny_dataset, AUTO, start)
+    assert spec.image_size == plan.spec.image_size * 2 and arch == AUTO
+    # Custom weights count only with custom class weighting, and then they are checked.
+    weights = {"cat": 2.0, "dog": 1.0, "fox": 1.0}
+    _, spec = chosen_run(plan, tiny_dataset, "simple", plan.spec, custom_weights=weights)
+    assert spec.custom_class_weights == ()
+    _, spec = chosen_run(
+        plan, tiny_dataset, "simple", plan.spec, class_weight="custom", custom_weights=weights
+    )
+    assert spec.custom_weights == weights
+    with pytest.raises(CnnlabError, match="`custom_class_weights` is empty"):
+        chosen_run(plan, tiny_dataset, "simple", plan.spec, class_weight="custom")

@@ -159,8 +159,11 @@ def test_save_list_load_and_resolve(workspace, tmp_path):
     with pytest.raises(CnnlabError, match=r"Unknown architecture 'nope'.*Presets: simple.*My-net"):
         resolve_arch("nope")
     (tmp_path / "bad.json").write_text("{oops")
-    with pytest.raises(CnnlabError, match="not valid JSON"):
+    with pytest.raises(CnnlabError, match=r"bad.json is not valid JSON \(.*line 1 column 2"):
         resolve_arch(str(tmp_path / "bad.json"))
+    # A bare list of blocks is an architecture too (what a block editor exports).
+    bare = json.dumps([block.to_dict() for block in arch.resolved_blocks()])
+    assert ArchSpec.from_json(bare).resolved_blocks() == arch.resolved_blocks()
     with pytest.raises(CnnlabError, match="does not exist"):
         resolve_arch(str(tmp_path / "missing.json"))
 
@@ -342,7 +345,7 @@ def test_weights_file_warm_start(tmp_path, keras):
 
 
 def test_block_table_rows_round_trip_and_forgive_gaps():
-    from cnnlab.models.blocks import blocks_to_rows, rows_to_blocks
+    from cnnlab.models.table import blocks_to_rows, rows_to_blocks
 
     arch = ArchSpec.from_dict({"blocks": EVERY_BLOCK})
     rows = blocks_to_rows(arch.blocks)

@@ -50,7 +50,7 @@ def test_limits_are_data_for_the_widgets():
             r"`warmup_epochs` \(5\) must be less than `epochs` \(3\)",
         ),
         ({"class_weight": "custom"}, r"custom_class_weights` is empty"),
-        ({"custom_class_weights": {"cat": -1}}, r"weight of class 'cat' must be in \(0, 1000\]"),
+        ({"custom_class_weights": {"cat": -1}}, r"class 'cat' must be in \[0.001, 1000\]"),
         ({"custom_class_weights": [["cat"]]}, r"must be \(label, weight\) pairs"),
         ({"augmentation": "strong"}, r"`augmentation` must be 'dataset', 'none' or"),
         (
