@@ -35,15 +35,13 @@ import argparse
 import json
 import os
 import shlex
-import shutil
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
+from common import REPO, add_common_args, bench_workspace, class_folders, run
+
 PARTS = ("flowers", "digits", "digits-simple")
 
 
@@ -108,17 +106,6 @@ def peer_main(args: argparse.Namespace) -> None:
 
 
 # --- running things ------------------------------------------------------------------------
-
-
-def run(command: list[str], env: dict) -> tuple[dict, float]:
-    """Run ``command``; returns (its last stdout line as JSON, wall seconds)."""
-    print(f"$ python {shlex.join(command[1:])}", file=sys.stderr, flush=True)
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{shlex.join(command)} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1]), wall
 
 
 def ingest(source: str, name: str, env: dict) -> float:
@@ -247,17 +234,7 @@ def digits(args: argparse.Namespace, env: dict, home: Path, state: dict) -> dict
 def export_digits(home: Path, env: dict, state: dict) -> Path:
     """The digits dataset's splits as class folders, as bench_train.py's peer reads them."""
     ensure_digits(env, state)
-    os.environ["CNNLAB_HOME"] = str(home)
-    sys.path.insert(0, str(REPO))
-    from cnnlab.data.dataset import load_dataset
-
-    dataset = load_dataset("digits")
-    folders = home / "class-folders"
-    for record in dataset.records:
-        target = folders / record.split / record.label / Path(record.file).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(dataset.path / record.file, target)
-    return folders
+    return class_folders(home)
 
 
 def digits_simple(args: argparse.Namespace, env: dict, home: Path, state: dict) -> dict:
@@ -290,10 +267,7 @@ def main() -> None:
         help='extra `cnnlab train` options for the default-recipe runs, e.g. "--epochs 10" '
         "(or --cnnlab-args=--OPTION for a single word)",
     )  # fmt: skip
-    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace")
-    parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
-    parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--folders", help=argparse.SUPPRESS)
+    add_common_args(parser)
     parser.add_argument("--seed", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
@@ -302,16 +276,9 @@ def main() -> None:
     parts = [part for part in PARTS if part in (args.only or PARTS)]
     if "flowers" in parts and not (args.flowers / "train").is_dir():
         parser.error(f"no train/ folder in {args.flowers}; give the flowers data with --flowers")
-    home = Path(tempfile.mkdtemp(prefix="cnnlab-bench-"))
-    env = {
-        **os.environ,
-        "CNNLAB_HOME": str(home),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    print(f"{os.cpu_count()} cores, seeds {args.seeds}, workspace {home}", flush=True)
-    summary, state = {}, {}
-    try:
+    with bench_workspace(args.keep) as (home, env):
+        print(f"{os.cpu_count()} cores, seeds {args.seeds}, workspace {home}", flush=True)
+        summary, state = {}, {}
         if "flowers" in parts:
             summary["flowers"] = flowers(args, env, home)
         if "digits" in parts:
@@ -320,9 +287,6 @@ def main() -> None:
             summary["digits_simple"] = digits_simple(args, env, home, state)
         if args.json:
             print(json.dumps(summary))
-    finally:
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

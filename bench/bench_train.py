@@ -23,16 +23,13 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
+from common import REPO, add_common_args, bench_workspace, class_folders, run
 
 # --- the peer: the Keras tutorial pipeline, run in its own process ----------------------
 
@@ -109,16 +106,6 @@ def peer_main(args: argparse.Namespace) -> None:
 # --- the benchmark -------------------------------------------------------------------------
 
 
-def run(command: list[str], env: dict) -> tuple[dict, float]:
-    """Run ``command``; returns (its last stdout line as JSON, wall seconds)."""
-    started = time.perf_counter()
-    result = subprocess.run(command, capture_output=True, text=True, env=env, cwd=REPO)
-    wall = time.perf_counter() - started
-    if result.returncode != 0:
-        raise SystemExit(f"{' '.join(command)} failed:\n{result.stderr[-3000:]}")
-    return json.loads(result.stdout.strip().splitlines()[-1]), wall
-
-
 def ingest_digits(env: dict) -> None:
     """``sample:digits`` as dataset ``digits`` in the workspace ``env`` points at."""
     command = ["ingest", "sample:digits", "--name", "digits", "--no-progress", "--json"]
@@ -131,17 +118,7 @@ def ingest_digits(env: dict) -> None:
 def prepare(home: Path, env: dict) -> Path:
     """Ingest sample:digits into ``home`` and export its splits as class folders."""
     ingest_digits(env)
-    sys.path.insert(0, str(REPO))
-    os.environ["CNNLAB_HOME"] = str(home)
-    from cnnlab.data.dataset import load_dataset
-
-    dataset = load_dataset("digits")
-    folders = home / "class-folders"
-    for record in dataset.records:
-        target = folders / record.split / record.label / Path(record.file).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(dataset.path / record.file, target)
-    return folders
+    return class_folders(home)
 
 
 def compare(args: argparse.Namespace, env: dict, home: Path) -> dict:
@@ -272,29 +249,16 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--keep", action="store_true", help="keep the temporary workspace")
-    parser.add_argument("--json", action="store_true", help="end with one JSON summary line")
-    parser.add_argument("--peer", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--folders", help=argparse.SUPPRESS)
+    add_common_args(parser)
     parser.add_argument("--channels", type=int, default=1, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.peer:
         peer_main(args)
         return
-    home = Path(tempfile.mkdtemp(prefix="cnnlab-bench-"))
-    env = {
-        **os.environ,
-        "CNNLAB_HOME": str(home),
-        "TF_CPP_MIN_LOG_LEVEL": "3",
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
-    }
-    try:
+    with bench_workspace(args.keep) as (home, env):
         summary = auto_digits(args, env, home) if args.auto_digits else compare(args, env, home)
         if args.json:
             print(json.dumps(summary))
-    finally:
-        if not args.keep:
-            shutil.rmtree(home, ignore_errors=True)
 
 
 if __name__ == "__main__":

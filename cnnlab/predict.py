@@ -492,13 +492,6 @@ def runs_with_model(run_list: Sequence[runs.Run] | None = None) -> list[runs.Run
     return [info for info in run_list if info.has_model]
 
 
-def default_run_id(run_list: Sequence[runs.Run] | None = None) -> str | None:
-    """The run Predict shows by default (:func:`cnnlab.runs.default_run` among the runs
-    with a model)."""
-    run = runs.default_run(runs_with_model(run_list))
-    return run.run_id if run else None
-
-
 def images_per_second(predictions: Sequence[Prediction], seconds: float) -> float:
     """Predicted images (errors not counted) per second of wall time."""
     done = sum(1 for prediction in predictions if prediction.ok)

@@ -100,6 +100,10 @@ class Spec:
     def to_dict(self) -> dict[str, Any]:
         return {field.name: _plain(getattr(self, field.name)) for field in dataclasses.fields(self)}
 
+    def with_changes(self, **changes: Any) -> Spec:
+        """A copy with ``changes`` applied and validated; unknown fields are an error."""
+        return type(self).from_dict({**self.to_dict(), **changes})
+
     @classmethod
     def from_dict(cls, data: dict[str, Any] | None) -> Spec:
         """Build from a dict (e.g. parsed JSON); unknown keys are an error."""

@@ -10,7 +10,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.evaluate import Evaluation, errors_for_cell, evaluate_run, most_confused, top_losses
 from cnnlab.report import REPORT_FILE, html_report
 from pages._evaluate_parts import curves_section, gallery, imbalance_section, per_class_section
-from pages._ui import attempt, current_run, select_run
+from pages._ui import attempt, run_picker
 
 SORTS = {"loss": "Most wrong first (loss)", "confidence": "Most confident first"}
 
@@ -29,29 +29,6 @@ def cached_report(run_id: str, version: tuple) -> str:
 
 def completed_runs() -> list[runs.Run]:
     return [info for info in runs.list_runs() if info.status == "completed"]
-
-
-def _follow_picker() -> None:
-    select_run(st.session_state["ev_run"])
-
-
-def pick_run(completed: list[runs.Run]) -> runs.Run:
-    ids = [info.run_id for info in completed]
-    current = current_run()
-    if current not in ids:
-        # Show the default completed run; the current run (e.g. one still training)
-        # stays current until the user picks here.
-        current = runs.default_run(completed).run_id
-    st.session_state["ev_run"] = current
-    by_id = {info.run_id: info for info in completed}
-    st.selectbox(
-        "Run",
-        ids,
-        key="ev_run",
-        on_change=_follow_picker,
-        format_func=lambda run_id: f"{by_id[run_id].label} · {by_id[run_id].dataset}",
-    )
-    return by_id[current]
 
 
 def headline(evaluation: Evaluation) -> None:
@@ -131,7 +108,7 @@ def main() -> None:
     if not completed:
         st.info("No completed run yet: train a model on the Train page, then come back.")
         return
-    info = pick_run(completed)
+    info = run_picker(completed, "ev_run")
     version = info.version()
     evaluation = attempt(cached_evaluation, info.run_id, version)
     if evaluation is None:

@@ -8,10 +8,10 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from cnnlab import explain, predict, runs
+from cnnlab import explain, predict
 from cnnlab.predict import Prediction, Predictor
 from pages._predict_parts import cached_predictor, details, export_panel
-from pages._ui import attempt, current_run, select_run
+from pages._ui import attempt, run_picker
 
 # Images shown with every detail; more are listed in a table with one picked to inspect.
 DETAIL_LIMIT = 4
@@ -35,31 +35,6 @@ def cached_predictions(
 
 
 # ---------------------------------------------------------------------- widgets
-
-
-def _follow_picker() -> None:
-    select_run(st.session_state["pr_run"])
-
-
-def pick_run(available: list[runs.Run]) -> runs.Run:
-    """The run picker: the current run when it has a model, else the latest completed."""
-    ids = [info.run_id for info in available]
-    current = current_run()
-    if current not in ids:
-        current = predict.default_run_id(available)
-        select_run(current)
-    st.session_state["pr_run"] = current
-    by_id = {info.run_id: info for info in available}
-    st.selectbox(
-        "Run",
-        ids,
-        key="pr_run",
-        on_change=_follow_picker,
-        format_func=lambda run_id: (
-            f"{by_id[run_id].label} · {by_id[run_id].dataset} · {by_id[run_id].status}"
-        ),
-    )
-    return by_id[current]
 
 
 def uploaded_files() -> list[tuple[str, bytes]]:
@@ -139,7 +114,7 @@ def main() -> None:
             "`python -m cnnlab train`), then come back to try it on your images."
         )
         return
-    info = pick_run(available)
+    info = run_picker(available, "pr_run", status=True)
     checkpoints = info.saved_models()
     controls = st.columns([1, 1, 2])
     checkpoint = controls[0].selectbox(

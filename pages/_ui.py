@@ -13,7 +13,7 @@ from typing import TypeVar
 
 import streamlit as st
 
-from cnnlab import workspace
+from cnnlab import runs, workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import Choice, Range, Spec
 
@@ -82,6 +82,27 @@ def current_run() -> str | None:
 
 def select_run(run_id: str | None) -> None:
     st.session_state[RUN_KEY] = run_id
+
+
+def run_picker(available: list[runs.Run], key: str, status: bool = False) -> runs.Run:
+    """A page's run picker over ``available`` (newest first): the current run when it
+    is among them, else the default among them (runs.default_run). The current run
+    (e.g. one still training) stays current until the user picks here."""
+    ids = [info.run_id for info in available]
+    current = current_run()
+    if current not in ids:
+        current = runs.default_run(available).run_id
+    st.session_state[key] = current
+    by_id = {info.run_id: info for info in available}
+
+    def title(run_id: str) -> str:
+        info = by_id[run_id]
+        return f"{info.label} · {info.dataset}" + (f" · {info.status}" if status else "")
+
+    st.selectbox(
+        "Run", ids, key=key, format_func=title, on_change=lambda: select_run(st.session_state[key])
+    )
+    return by_id[current]
 
 
 def dataset_version(name: str) -> float:

@@ -7,7 +7,6 @@ recipe from the dataset itself.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -136,17 +135,6 @@ class TrainSpec(Spec):
     def custom_weights(self) -> dict[str, float]:
         """``custom_class_weights`` as a dict label -> weight."""
         return dict(self.custom_class_weights)
-
-    def with_changes(self, **changes: Any) -> TrainSpec:
-        """A copy with ``changes`` applied and validated; unknown fields are an error."""
-        names = [field.name for field in dataclasses.fields(self)]
-        unknown = sorted(set(changes) - set(names))
-        if unknown:
-            raise CnnlabError(
-                f"Unknown {self.kind} field(s): {', '.join(unknown)}. "
-                f"Valid fields: {', '.join(names)}."
-            )
-        return TrainSpec.from_dict({**self.to_dict(), **changes})
 
 
 def _weight_pairs(value: Any) -> tuple:

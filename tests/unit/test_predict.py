@@ -277,16 +277,22 @@ def test_class_names_must_fit_the_model(workspace):
         Predictor(run_id).load()
 
 
+def default_run_id(run_list=None) -> str | None:
+    """What the Predict page shows first: the default run among those with a model."""
+    run = runs.default_run(predict.runs_with_model(run_list))
+    return run.run_id if run else None
+
+
 def test_default_run_is_the_newest_completed_with_a_model(workspace):
-    assert predict.default_run_id() is None
+    assert default_run_id() is None
     save_model_run("20260101-000000-a", created="2026-01-01T00:00:00+00:00")
     save_model_run("20260102-000000-b", created="2026-01-02T00:00:00+00:00", status="failed",
                    checkpoints=())  # fmt: skip
     save_model_run("20260103-000000-c", created="2026-01-03T00:00:00+00:00", status="cancelled",
                    checkpoints=("last",))  # fmt: skip
-    assert predict.default_run_id() == "20260101-000000-a"
+    assert default_run_id() == "20260101-000000-a"
     workspace_runs = [info for info in runs.list_runs() if info.run_id != "20260101-000000-a"]
-    assert predict.default_run_id(workspace_runs) == "20260103-000000-c"
+    assert default_run_id(workspace_runs) == "20260103-000000-c"
 
 
 def test_folders_expand_and_skip_hidden_files(tmp_path):
