@@ -1,16 +1,19 @@
 """cnnlab's entry point: `streamlit run app.py`.
 
 Navigation over the pages in ``pages/`` and the sidebar every page shares: the current
-dataset, the current run and the device training will use.
+dataset, the current run, the device training will use, signing in (when the workspace
+is protected, see cnnlab.access) and the limits in force.
 """
 
 from __future__ import annotations
 
 import streamlit as st
 
-from cnnlab import devices, runs
+from cnnlab import limits, runs
 from cnnlab.data.dataset import list_datasets
-from pages._ui import DATASET_KEY, RUN_KEY
+from pages._ui import DATASET_KEY, RUN_KEY, attempt, device_text, sign_in_panel, viewing_gate
+
+DEVICE_POLL_S = 1.0
 
 st.set_page_config(page_title="cnnlab", layout="wide")
 
@@ -24,11 +27,6 @@ PAGES = [
     st.Page("pages/5_predict.py", title="Predict", url_path="predict"),
     st.Page("pages/6_experiments.py", title="Experiments", url_path="experiments"),
 ]
-
-
-@st.cache_resource(show_spinner="Looking for GPUs...")
-def device_summary() -> str:
-    return devices.describe_devices()["device"]
 
 
 def _follow(state_key: str, widget_key: str) -> None:
@@ -80,9 +78,39 @@ def sidebar() -> None:
     )
     if dataset and not dataset_runs:
         st.sidebar.caption("No run of this dataset yet: train one on the Train page.")
-    st.sidebar.caption(f"Device: {device_summary()}")
+    with st.sidebar:
+        device_caption()
+        sign_in_panel()
+        with st.expander("Limits"):
+            limits_table()
+
+
+def device_caption() -> None:
+    """The device training will use. It is detected off the page's path (importing
+    TensorFlow takes seconds on a cold start): until then a small fragment polls."""
+    text = device_text(wait_s=0.1)
+    if text is None:
+        poll_device()
+    else:
+        st.caption(f"Device: {text}")
+
+
+@st.fragment(run_every=DEVICE_POLL_S)
+def poll_device() -> None:
+    if device_text(wait_s=0) is None:
+        st.caption("Device: detecting...")
+    else:
+        st.rerun()  # once: the whole page again, with the plain caption
+
+
+def limits_table() -> None:
+    rows = attempt(limits.describe)
+    if rows:
+        st.dataframe(rows, hide_index=True, width="stretch")
+        st.caption("Set by whoever runs cnnlab, with these environment variables.")
 
 
 page = st.navigation(PAGES)
+viewing_gate()
 sidebar()
 page.run()

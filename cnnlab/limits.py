@@ -10,8 +10,10 @@ change needs no restart of the code that reads it.
 from __future__ import annotations
 
 import dataclasses
+import io
 import os
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -119,3 +121,40 @@ def check_free_disk(path: Path, doing: str, needed_bytes: int = 0) -> None:
             + f", and {keep / MB:,.0f} MB is kept free ({env_name('min_free_disk_mb')}). "
             "Delete old runs or datasets, or free space on that disk."
         )
+
+
+def check_predict_upload(files: Sequence[tuple[str, bytes]]) -> int:
+    """Refuse a Predict upload with more files, or more pixels all together, than the
+    limits allow. Pixels are read from each image's header (nothing is decoded); a
+    file whose header cannot be read counts 0 here and gets its own error when
+    predicted. Returns the pixels counted.
+
+    Raises:
+        CnnlabError: naming the count or the pixels, the limit, its variable and the fix.
+    """
+    limit = current()
+    if len(files) > limit.predict_max_files:
+        raise CnnlabError(
+            f"{len(files)} images at once is more than the limit of {limit.predict_max_files} "
+            f"({env_name('predict_max_files')}). Predict them in smaller batches, or use "
+            "`python -m cnnlab predict` for a whole folder."
+        )
+    pixels = sum(_header_pixels(data) for _, data in files)
+    if pixels > limit.predict_max_megapixels * 1e6:
+        raise CnnlabError(
+            f"These images hold {pixels / 1e6:,.0f} megapixels together, more than the limit "
+            f"of {limit.predict_max_megapixels:g} ({env_name('predict_max_megapixels')}). "
+            "Upload fewer or smaller images at once."
+        )
+    return pixels
+
+
+def _header_pixels(data: bytes) -> int:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as image:  # reads the header only
+            width, height = image.size
+            return width * height * max(1, getattr(image, "n_frames", 1))
+    except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
+        return 0

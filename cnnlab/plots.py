@@ -8,6 +8,8 @@ registers the ``cnnlab`` plotly template that every figure builder applies throu
 
 from __future__ import annotations
 
+import html
+
 from collections.abc import Sequence
 
 import plotly.graph_objects as go
@@ -42,6 +44,12 @@ def styled(figure: go.Figure, title: str, height: int, **layout) -> go.Figure:
     # Streamlit's chart theme overwrites a template's left and right margins with 0;
     # set on the figure, the template's stay.
     layout = {"margin_l": side.l, "margin_r": side.r, **layout}
+    # Legend entries and titles carry user text (run names, tags, class names): plotly
+    # reads tags such as <a href> in them, so they are escaped to show as written.
+    for trace in figure.data:
+        if isinstance(trace.name, str):
+            trace.name = html.escape(trace.name, quote=False)
+    title = html.escape(title, quote=False)
     figure.update_layout(template=template, title=title, height=height, **layout)
     return figure
 

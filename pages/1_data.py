@@ -21,6 +21,7 @@ from pages._ui import (
     act,
     attempt,
     attempt_later,
+    can_edit,
     current_dataset,
     dataset_version,
     select_dataset,
@@ -53,6 +54,8 @@ def gallery_panel(name: str) -> None:
             caption=[f"{record.split} · {record.width}x{record.height}" for record in shown],
             width=96,
         )
+    if not can_edit():
+        return
     with st.expander("Delete images or this class"):
         doomed = st.multiselect(
             "Images on this page to delete",
@@ -73,6 +76,7 @@ def save_orientation(name: str) -> None:
         set_orientation_matters,
         name,
         st.session_state["orientation_matters"],
+        edits="change a dataset's settings",
     )
 
 
@@ -88,6 +92,7 @@ def orientation_toggle(name: str) -> bool:
         key="orientation_matters",
         on_change=save_orientation,
         args=(name,),
+        disabled=not can_edit(),
         help="On when mirroring or turning an image changes its meaning: digits, text, "
         "scans. Off for ordinary photos (a mirrored cat is still a cat). When on, "
         "augmentation leaves out flips and keeps rotation within 0.05 of a turn (18°).",
@@ -155,7 +160,7 @@ def augmentation_panel(name: str) -> None:
         )
     elif spec == saved:
         st.caption("This is the dataset's saved default.")
-    if spec != saved:
+    if spec != saved and can_edit():
         if st.button("Save as this dataset's default", type="primary", key="aug_save"):
             act(augment.save_augment, name, spec)
 
@@ -178,16 +183,20 @@ if not list_datasets():
         "No dataset yet. Load a built-in sample to explore right away, or upload your own "
         "images below: a zip with one folder per class is the quickest."
     )
-with st.expander("Create a dataset or add images", expanded=name is None):
-    add_images_panel(name)
+if can_edit():
+    with st.expander("Create a dataset or add images", expanded=name is None):
+        add_images_panel(name)
+else:
+    st.caption("Viewing only: sign in as an editor (sidebar) to add or change images.")
 
 if name:
     st.subheader(name)
     # Stateful tabs: the open tab survives reruns (and the report above coming and
     # going), and only its content runs, so a 5,000-image gallery costs nothing while
     # the health report is shown.
-    health_tab, gallery_tab, augment_tab, manage_tab = st.tabs(
-        ["Health report", "Gallery", "Augmentation", "Manage"], key="data_tab", on_change="rerun"
+    titles = ["Health report", "Gallery", "Augmentation"] + (["Manage"] if can_edit() else [])
+    health_tab, gallery_tab, augment_tab, *manage_tab = st.tabs(
+        titles, key="data_tab", on_change="rerun"
     )
     if health_tab.open:
         with health_tab:
@@ -198,6 +207,6 @@ if name:
     if augment_tab.open:
         with augment_tab:
             augmentation_panel(name)
-    if manage_tab.open:
-        with manage_tab:
+    if manage_tab and manage_tab[0].open:
+        with manage_tab[0]:
             manage_panel(name)

@@ -34,7 +34,7 @@ from pages._architecture_parts import (
     preset_editor,
     rebase,
 )
-from pages._ui import attempt, current_dataset, dataset_version, show_outcome, spec_widget
+from pages._ui import attempt, can_edit, current_dataset, dataset_version, show_outcome, spec_widget
 
 MODES = ("Preset", "Custom blocks")
 
@@ -154,11 +154,12 @@ def save_panel(arch: ArchSpec) -> None:
     st.subheader("Save, load, import, export")
     left, right = st.columns(2)
     with left:
-        name = st.text_input("Name", value="my-architecture", key="arch_save_name")
-        if st.button("Save to workspace", key="arch_save"):
-            saved = attempt(save_arch, name, arch)
-            if saved:
-                st.success(f"Saved as **{saved}**.")
+        if can_edit():
+            name = st.text_input("Name", value="my-architecture", key="arch_save_name")
+            if st.button("Save to workspace", key="arch_save"):
+                saved = attempt(save_arch, name, arch, edits="save architectures")
+                if saved:
+                    st.success(f"Saved as {saved}.")
         saved_names = list_saved_archs()
         if saved_names:
             st.selectbox("Saved architectures", saved_names, key="arch_saved_pick")

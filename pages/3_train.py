@@ -11,20 +11,15 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
-from cnnlab import devices, runs
+from cnnlab import runs
 from cnnlab import train as training
 from pages._train_live import run_panel
 from pages._train_parts import new_run_form
-from pages._ui import attempt, current_dataset, current_run, select_run
+from pages._ui import attempt, can_edit, current_dataset, current_run, device_text, select_run
 
 PICK_KEY = "train_pick_run"
 
 st.title("Train")
-
-
-@st.cache_resource(show_spinner="Looking for GPUs...")
-def device_label() -> str:
-    return devices.describe_devices()["device"]
 
 
 def queue_table(active: list[dict]) -> None:
@@ -103,16 +98,16 @@ def run_to_show(dataset: str | None) -> str | None:
 
 # --- the page ---------------------------------------------------------------------------------
 
-try:
-    st.caption(f"Device: {device_label()}")
-except Exception as error:  # noqa: BLE001 - a missing driver must not break the page
-    st.caption(f"Device: unknown ({error})")
+with st.spinner("Looking for GPUs..."):
+    st.caption(f"Device: {device_text()}")
 
 dataset = current_dataset()
 if dataset is None:
     st.info("No dataset chosen: pick one in the sidebar or create one on the Data page.")
-else:
+elif can_edit():
     new_run_form(dataset)
+else:
+    st.caption("Viewing only: sign in as an editor (sidebar) to start or change runs.")
 
 run_id = run_to_show(dataset)
 if run_id:

@@ -10,7 +10,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.evaluate import Evaluation, errors_for_cell, evaluate_run, most_confused, top_losses
 from cnnlab.report import REPORT_FILE, html_report
 from pages._evaluate_parts import curves_section, gallery, imbalance_section, per_class_section
-from pages._ui import attempt, run_picker
+from pages._ui import attempt, plain, run_picker
 
 SORTS = {"loss": "Most wrong first (loss)", "confidence": "Most confident first"}
 
@@ -82,7 +82,7 @@ def confusion_section(evaluation: Evaluation) -> None:
     limit = st.slider("Images to show", 6, 120, 24, step=6, key="ev_limit")
     cell = errors_for_cell(evaluation, true_label, pred_label, sort=sort)
     verdict = "correct" if true_label == pred_label else "errors"
-    st.markdown(f"**{true_label} → {pred_label}** ({verdict}): {len(cell)} image(s)")
+    st.markdown(f"**{plain(true_label)} → {plain(pred_label)}** ({verdict}): {len(cell)} image(s)")
     gallery(cell, limit, f"No test image of {true_label} was predicted as {pred_label}.")
 
 

@@ -8,7 +8,7 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from cnnlab import explain, predict
+from cnnlab import explain, limits, predict
 from cnnlab.predict import Prediction, Predictor
 from pages._predict_parts import cached_predictor, details, export_panel
 from pages._ui import attempt, run_picker
@@ -144,6 +144,8 @@ def main() -> None:
     if not files:
         st.info("Drop one or more images above (or take a photo) to see what the model thinks.")
         export_panel(predictor)
+        return
+    if attempt(limits.check_predict_upload, files) is None:
         return
     predictions = cached_predictions(info.run_id, checkpoint, version, tuple(files), top_k)
     summary(predictions, threshold)

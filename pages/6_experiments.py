@@ -10,7 +10,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import update_run_meta
 from cnnlab.report import compare_runs, experiment_row, filter_rows, run_bundle
-from pages._ui import attempt, attempt_later, select_run, show_outcome
+from pages._ui import attempt, attempt_later, can_edit, plain, select_run, show_outcome
 
 CURVE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
 BAR_METRICS = ("test_accuracy", "best_val_accuracy", "macro_f1")
@@ -46,12 +46,15 @@ def _save_meta(run_id: str) -> None:
         name=st.session_state.get(f"ex_name_{run_id}", ""),
         tags=st.session_state.get(f"ex_tags_{run_id}", ""),
         done=f"Saved the name and tags of {run_id}.",
+        edits="rename or tag runs",
     )
 
 
 def _delete(run_id: str) -> None:
     st.session_state.pop("ex_confirm_delete", None)
-    attempt_later(MESSAGE_KEY, runs.delete_run, run_id, done=f"Deleted run {run_id}.")
+    attempt_later(
+        MESSAGE_KEY, runs.delete_run, run_id, done=f"Deleted run {run_id}.", edits="delete runs"
+    )
     if st.session_state[MESSAGE_KEY][0] == "error":
         return
     selected = st.session_state.get("ex_selected") or []
@@ -140,7 +143,7 @@ def comparison(selected: list[str]) -> None:
         st.dataframe(pd.DataFrame(result.config_diff).astype(str), hide_index=True, width="stretch")
     else:
         st.caption("The selected runs have identical settings.")
-    st.markdown(f"#### Per-class F1, change against {result.labels[0]}")
+    st.markdown(f"#### Per-class F1, change against {plain(result.labels[0])}")
     frame = pd.DataFrame(result.per_class_f1)
     frame.index.name = "class"
     st.dataframe(frame.style.format(precision=3, na_rep="–"), width="stretch")
@@ -158,23 +161,30 @@ def manage(run_id: str) -> None:
     st.markdown(f"#### Run {run_id}")
     st.caption(
         f"{info.status} · dataset {info.dataset} · created {info.created}"
-        + (f" · error: {info.error}" if info.error else "")
+        + (f" · error: {plain(info.error)}" if info.error else "")
     )
+    st.button(
+        "Open in Evaluate", key="ex_open", on_click=_open_in_evaluate, args=(run_id,),
+        disabled=info.status != "completed",
+        help="Make this the current run; the Evaluate page shows it.",
+    )  # fmt: skip
+    if can_edit():
+        edit_panel(info)
+
+
+def edit_panel(info: runs.Run) -> None:
+    """Rename, tag, download and delete: editors only (they change or hand out runs)."""
+    run_id = info.run_id
     st.session_state.setdefault(f"ex_name_{run_id}", info.name or "")
     st.session_state.setdefault(f"ex_tags_{run_id}", ", ".join(info.tags))
     left, right = st.columns(2)
     left.text_input("Name", key=f"ex_name_{run_id}", max_chars=80)
     right.text_input("Tags (comma-separated)", key=f"ex_tags_{run_id}")
-    buttons = st.columns(4)
+    buttons = st.columns(3)
     buttons[0].button(
         "Save name and tags", key="ex_save", on_click=_save_meta, args=(run_id,),
     )  # fmt: skip
-    buttons[1].button(
-        "Open in Evaluate", key="ex_open", on_click=_open_in_evaluate, args=(run_id,),
-        disabled=info.status != "completed",
-        help="Make this the current run; the Evaluate page shows it.",
-    )  # fmt: skip
-    buttons[2].download_button(
+    buttons[1].download_button(
         "Download bundle",
         data=lambda: run_bundle(run_id),
         file_name=f"{run_id}.zip",
@@ -182,7 +192,7 @@ def manage(run_id: str) -> None:
         key="ex_bundle",
         help="The model (best.keras), run.json, history, metrics, predictions and report.",
     )
-    if buttons[3].button("Delete run...", key="ex_delete"):
+    if buttons[2].button("Delete run...", key="ex_delete"):
         st.session_state["ex_confirm_delete"] = run_id
     if st.session_state.get("ex_confirm_delete") == run_id:
         st.warning(f"Delete run {run_id} and its model for good?")

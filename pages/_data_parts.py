@@ -16,7 +16,7 @@ from cnnlab.data.dataset import list_datasets, load_dataset
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import CnnlabError
 from cnnlab.workspace import safe_name
-from pages._ui import attempt, dataset_version, select_dataset, spec_widget
+from pages._ui import attempt, can_edit, dataset_version, select_dataset, spec_widget
 
 SAMPLE_LABELS = {
     "count": "Images of the largest class",
@@ -60,7 +60,7 @@ def show_report(report: ingest.IngestReport) -> None:
 def run_ingest(action, *args, **kwargs) -> None:
     """Call an ingest function, show its report, and make its dataset current."""
     with st.spinner("Checking and storing images..."):
-        report = attempt(action, *args, **kwargs)
+        report = attempt(action, *args, edits="add images", **kwargs)
     if report is None:
         return
     st.session_state["last_ingest"] = report
@@ -200,8 +200,8 @@ def health_panel(name: str) -> None:
             continue
         with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
             st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
-            if st.button(button, key=f"fix_{key}"):
-                changed = attempt(fix, name)
+            if can_edit() and st.button(button, key=f"fix_{key}"):
+                changed = attempt(fix, name, edits="change datasets")
                 if changed is not None:
                     st.toast(f"{button}: {changed} image(s) changed.")
                     st.rerun()

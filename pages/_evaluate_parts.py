@@ -12,7 +12,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.data.dataset import load_dataset
 from cnnlab.evaluate import Evaluation
 from cnnlab.study import list_studies, load_study, start_imbalance_study
-from pages._ui import attempt
+from pages._ui import attempt, can_edit
 
 GALLERY_COLUMNS = 6
 STUDY_REFRESH_S = 5
@@ -105,8 +105,8 @@ def imbalance_section(info: runs.Run, evaluation: Evaluation) -> None:
         "oversampling, then compare per-class recall and F1. The runs are queued in the "
         "background; this run counts as the variant it already is."
     )
-    if st.button("Start imbalance study", key="ev_study_start"):
-        study_id = attempt(start_imbalance_study, info.run_id)
+    if can_edit() and st.button("Start imbalance study", key="ev_study_start"):
+        study_id = attempt(start_imbalance_study, info.run_id, edits="start runs")
         if study_id:
             st.success(f"Queued study {study_id}. Its runs appear on the Experiments page.")
     studies = list_studies(source=info.run_id)

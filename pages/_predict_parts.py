@@ -10,7 +10,7 @@ import streamlit as st
 
 from cnnlab import explain, export, predict
 from cnnlab.predict import Prediction, Predictor
-from pages._ui import attempt
+from pages._ui import attempt, can_edit, plain
 
 # ------------------------------------------------------------------------- caches
 
@@ -56,7 +56,7 @@ def verdict(prediction: Prediction, threshold: float) -> None:
             f"{prediction.confidence:.1%}, under the {threshold:.0%} threshold."
         )
     else:
-        st.success(f"**{prediction.label}** ({prediction.confidence:.1%})")
+        st.success(f"**{plain(prediction.label)}** ({prediction.confidence:.1%})")
 
 
 def details(
@@ -130,6 +130,8 @@ def details(
 
 
 def export_panel(predictor: Predictor) -> None:
+    if not can_edit():
+        return  # the model is the workspace's to hand out: editors only
     run_id, checkpoint = predictor.run_id, predictor.checkpoint
     with st.expander("Export the model"):
         st.caption(
@@ -153,12 +155,17 @@ def export_panel(predictor: Predictor) -> None:
         marker = (run_id, checkpoint, fmt)
         if left.button("Export", key="pr_export_go"):
             with st.spinner(f"Exporting as {export.FORMAT_TITLES[fmt]}..."):
-                result = attempt(export.export_model, run_id, fmt, checkpoint)
+                result = attempt(
+                    export.export_model, run_id, fmt, checkpoint, edits="export models"
+                )
             if result:
                 st.session_state["pr_export"] = (marker, result)
         if right.button("Check parity", key="pr_parity_go"):
             with st.spinner("Running the exported model on the test images..."):
-                report = attempt(export.check_export, run_id, fmt, checkpoint, predictor=predictor)
+                report = attempt(
+                    export.check_export, run_id, fmt, checkpoint, predictor=predictor,
+                    edits="export models",
+                )  # fmt: skip
                 result = report and attempt(export.export_model, run_id, fmt, checkpoint)
             if result:
                 st.session_state["pr_parity"] = (marker, report)

@@ -10,7 +10,7 @@ from cnnlab import train as training
 from cnnlab.train import TrainSpec
 from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
-from pages._ui import act, attempt, select_run, spec_widget
+from pages._ui import act, attempt, can_edit, select_run, spec_widget
 
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
@@ -23,6 +23,8 @@ STATUS_ICONS = {
 
 
 def controls(progress: dict) -> None:
+    if not can_edit():
+        return  # viewers watch; cancelling, resuming and forking change shared runs
     run_id, status = progress["run_id"], progress["status"]
     left, middle, right = st.columns(3)
     if status in runs.ACTIVE_STATUSES and left.button(
@@ -71,6 +73,7 @@ def fork_panel(progress: dict) -> None:
                     training.fork_run,
                     progress["run_id"],
                     checkpoint,
+                    edits="start runs",
                     learning_rate=rate,
                     epochs=int(epochs),
                     schedule=schedule,

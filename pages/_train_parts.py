@@ -174,7 +174,7 @@ def new_run_form(dataset: str) -> None:
         custom_weights=custom,
         **values,
     )
-    run_id = chosen and attempt(training.start_run, dataset, *chosen)
+    run_id = chosen and attempt(training.start_run, dataset, *chosen, edits="start runs")
     if run_id:
         select_run(run_id)
         st.rerun()

@@ -1,36 +1,149 @@
-"""Small Streamlit helpers shared by the pages: the current selections and spec widgets.
+"""Small Streamlit helpers shared by the pages: the visitor's role, running actions,
+the current selections and spec widgets.
 
 The current dataset and run live in ``st.session_state["dataset"]`` and
 ``st.session_state["run"]`` (names, or None); the sidebar in ``app.py`` shows and
 changes them, and a page that creates one sets it.
+
+Every action that changes shared state goes through :func:`act`, :func:`attempt_later`
+or :func:`attempt` with ``edits=``, which refuse unless the visitor is an editor
+(cnnlab.access); pages also leave such controls out for viewers (:func:`can_edit`).
 """
 
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FuturesTimeout
 from typing import TypeVar
 
 import streamlit as st
 
-from cnnlab import runs, workspace
+from cnnlab import access, devices, runs, workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import Choice, Range, Spec
 
 DATASET_KEY = "dataset"
 RUN_KEY = "run"
+ROLE_KEY = "_cnnlab_role"  # set by signing in only (never a widget key)
+CHANGES = "change shared datasets, runs or architectures"
+
+MARKDOWN_SPECIALS = re.compile(r"([\\`*_{}\[\]()#+\-.!|<>~$:=])")
 
 T = TypeVar("T")
 
 
-def attempt(action: Callable[..., T], *args, failure: str = "", **kwargs) -> T | None:
+# --- the visitor's role --------------------------------------------------------------------
+
+
+@st.cache_resource
+def sign_in_throttle() -> access.Throttle:
+    """Wrong-password counts per client, shared by every session of this server."""
+    return access.Throttle()
+
+
+def role() -> str:
+    """This session's role: signed in, else what a visitor starts as (editor when open)."""
+    config = access.Access.configured()
+    if not config.protected:
+        return access.EDITOR
+    return st.session_state.get(ROLE_KEY) or config.starting_role()
+
+
+def can_edit() -> bool:
+    return access.can_edit(role())
+
+
+def sign_in(password: str) -> bool:
+    """Sign this session in with ``password``; shows why not and returns False on failure."""
+    address = st.context.ip_address  # None when unknown (and not a str under AppTest)
+    client = address if isinstance(address, str) and address else "unknown"
+    config = access.Access.configured()
+    signed = attempt(access.sign_in, config, sign_in_throttle(), client, password)
+    if signed:
+        st.session_state[ROLE_KEY] = signed
+    return bool(signed)
+
+
+def sign_out() -> None:
+    st.session_state.pop(ROLE_KEY, None)
+
+
+def sign_in_panel() -> None:
+    """Sign in and out when the workspace is protected (cnnlab.access)."""
+    if not access.Access.configured().protected:
+        return
+    if can_edit():
+        st.caption("Signed in as an editor.")
+        st.button("Sign out", key="sign_out", on_click=sign_out)
+        return
+    st.caption("Viewing: sign in as an editor to change data, runs and models.")
+    with st.form("sign_in_form", border=False):
+        password = st.text_input("Password", type="password", key="sign_in_password")
+        if st.form_submit_button("Sign in") and sign_in(password):
+            st.rerun()
+
+
+def viewing_gate() -> None:
+    """With a viewer password, nothing shows until the visitor signs in."""
+    if role() != access.NOBODY:
+        return
+    st.title("cnnlab")
+    st.write("This cnnlab asks for a password. Sign in to view it.")
+    with st.form("view_sign_in_form"):
+        password = st.text_input("Password", type="password", key="view_password")
+        if st.form_submit_button("Sign in") and sign_in(password):
+            st.rerun()
+    st.stop()
+
+
+def plain(text: object) -> str:
+    """``text`` escaped for st.markdown and friends, so user text (run names, tags, class
+    names, errors) shows as written: no links, images, emphasis or emoji shortcodes."""
+    return MARKDOWN_SPECIALS.sub(r"\\\1", str(text))
+
+
+# --- the device ------------------------------------------------------------------------------
+
+
+@st.cache_resource
+def device_detection() -> Future:
+    """devices.describe_devices() in a background thread, once per server: it imports
+    TensorFlow (seconds on a cold start), which no page should wait for."""
+    return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-devices").submit(
+        devices.describe_devices
+    )
+
+
+def device_text(wait_s: float | None = None) -> str | None:
+    """ "GPU: name" / "CPU (no GPU found)" once detected (waiting up to ``wait_s``; None =
+    as long as it takes), else None."""
+    try:
+        return device_detection().result(timeout=wait_s)["device"]
+    except FuturesTimeout:
+        return None
+    except Exception as error:  # noqa: BLE001 - a broken driver must not break the page
+        return f"unknown ({error})"
+
+
+# --- running actions -------------------------------------------------------------------------
+
+
+def attempt(
+    action: Callable[..., T], *args, failure: str = "", edits: str = "", **kwargs
+) -> T | None:
     """Run a cnnlab action for the page; a CnnlabError becomes an error box in place.
 
     cnnlab's messages say what was wrong and how to fix it, so the page shows them as
-    they are (after ``failure``, when given). Returns the action's result, or None when
-    it failed.
+    they are (after ``failure``, when given). ``edits`` says what the action changes
+    ("start runs"): then only an editor may run it. Returns the action's result, or
+    None when it failed.
     """
     try:
+        if edits:
+            access.require_editor(role(), edits)
         return action(*args, **kwargs)
     except CnnlabError as error:
         st.error(f"{failure}{error}")
@@ -38,9 +151,10 @@ def attempt(action: Callable[..., T], *args, failure: str = "", **kwargs) -> T |
 
 
 def act(action: Callable, *args, **kwargs) -> None:
-    """Run an action that changes what the page shows: redraw the page when it worked,
-    show its CnnlabError in place when not."""
+    """Run an action that changes shared state (editors only): redraw the page when it
+    worked, show its CnnlabError in place when not."""
     try:
+        access.require_editor(role(), CHANGES)
         action(*args, **kwargs)
     except CnnlabError as error:
         st.error(str(error))
@@ -48,10 +162,14 @@ def act(action: Callable, *args, **kwargs) -> None:
     st.rerun()
 
 
-def attempt_later(key: str, action: Callable, *args, done: str = "", **kwargs) -> None:
+def attempt_later(
+    key: str, action: Callable, *args, done: str = "", edits: str = "", **kwargs
+) -> None:
     """``attempt`` for widget callbacks, which run before the page is drawn: the
     outcome (the error, or ``done`` when given) waits under ``key`` for show_outcome."""
     try:
+        if edits:
+            access.require_editor(role(), edits)
         action(*args, **kwargs)
     except CnnlabError as error:
         st.session_state[key] = ("error", str(error))

@@ -137,7 +137,7 @@ def test_save_load_and_import(workspace):
     at.text_input(key="arch_save_name").set_value("my resnet").run()
     at.button(key="arch_save").click().run()
     assert list_saved_archs() == ["my-resnet"]
-    assert "Saved as **my-resnet**" in at.success[0].value
+    assert "Saved as my-resnet." in at.success[0].value
 
     at.selectbox(key="arch_preset").set_value("simple").run()
     at.button(key="arch_load").click().run()

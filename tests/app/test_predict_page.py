@@ -166,3 +166,13 @@ def test_export_and_parity_check(a_run):
     assert "parity holds" in at.success[0].value
     assert [m.label for m in at.metric] == ["Test images", "Label agreement", "Largest |Δp|"]
     assert at.metric[0].value == "6" and at.metric[1].value == "100.0%"
+
+
+def test_an_upload_over_the_limits_is_refused_with_the_limit(a_run, monkeypatch):
+    monkeypatch.setenv("CNNLAB_LIMIT_PREDICT_MAX_FILES", "2")
+    at = upload(page(), ("a.png", png()), ("b.png", png()), ("c.png", png()))
+    assert not at.exception
+    assert "3 images at once is more than the limit of 2" in at.error[0].value
+    assert not at.get("plotly_chart")  # nothing was predicted
+    at = upload(at, ("a.png", png()), ("b.png", png()))
+    assert not at.error and len(at.get("plotly_chart")) == 2
