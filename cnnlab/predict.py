@@ -17,11 +17,13 @@ the other files of the batch are still predicted.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import io
 import os
+import threading
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -39,6 +41,8 @@ DEFAULT_BATCH_SIZE = 64
 DEFAULT_TOP_K = 3
 # Most decoded pixels held while waiting for a batch (large photos flush early).
 PENDING_BYTES = 64 * 2**20
+# Loads thrown away because Keras was reset meanwhile, before giving up (see load).
+LOAD_ATTEMPTS = 5
 # Files whose names start with these are system junk, skipped when a folder is expanded.
 _HIDDEN_PREFIXES = (".", "__MACOSX", "Thumbs.db", "desktop.ini")
 
@@ -127,6 +131,13 @@ class Predictor:
     def load(self) -> Predictor:
         """Load the model and compile its forward pass.
 
+        Streamlit runs ``keras.backend.clear_session()`` after every script run of every
+        session, from that session's thread. One that lands while a model is being
+        built wipes the Keras scopes the building thread is inside (a layer can end up
+        without its variables). So a clear waits for loads in progress (see
+        :func:`keras_in_use`), and a load that saw one all the same (a clear not made
+        through ``keras.backend``) is thrown away and done again.
+
         Raises:
             CnnlabError: when the run does not exist, has no model (failed, cancelled
                 or still before its first epoch), or its model file cannot be read.
@@ -139,6 +150,24 @@ class Predictor:
             )
         info = runs.as_run(self.run)
         path = info.model_path(self.checkpoint)
+        for _ in range(LOAD_ATTEMPTS):
+            with keras_in_use():
+                state = _keras_state()
+                try:
+                    self._load(info, path)
+                except Exception:
+                    if _keras_state() is state:
+                        raise
+                    continue  # spoilt by a clear_session: try again
+                if _keras_state() is state:
+                    return self
+        raise CnnlabError(
+            f"The model of run {info.run_id} could not be loaded whole: other sessions of "
+            f"the app reset Keras (`keras.backend.clear_session()`) during each of "
+            f"{LOAD_ATTEMPTS} tries. Try again in a moment."
+        )
+
+    def _load(self, info: runs.Run, path: Path) -> None:
         model = load_keras_model(path, info.run_id)
         self.run_ = info
         self.model_path_ = path
@@ -146,8 +175,7 @@ class Predictor:
         self.image_size_, self.channels_ = model_input_size(model, info)
         self.class_names_ = _class_names(info, model)
         self._forward = _compiled_forward(model, self.image_size_, self.channels_)
-        self.warm_up()
-        return self
+        self.warm_up()  # traces the graph: Keras' scopes are in use until it returns
 
     def warm_up(self) -> Predictor:
         """Run the compiled graph once on a blank image, so the next call is steady-state.
@@ -353,6 +381,79 @@ def resize_pixels(image: Image.Image, size: int) -> np.ndarray:
     if pixels.ndim == 2:
         pixels = pixels[..., None]
     return pipeline_resize(pixels, size)
+
+
+class _KerasInUse:
+    """Counts threads building Keras objects, and holds ``clear_session`` back while any
+    does: a clear resets Keras' scopes in every thread at once (its state is one
+    ``threading.local``), which spoils a model half built in another thread.
+
+    Builds never wait for clears: Streamlit clears after every script run of every
+    session, so with a few sessions redrawing live panels a clear is nearly always
+    waiting, and a build that gave way to them would never start (measured: a Predict
+    page stuck for minutes beside ten watchers of a training run). A clear gives way to
+    builds instead; a build that a clear spoils all the same is done again (``load``).
+    """
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._builds = 0
+        self._mine = threading.local()  # builds this thread is inside (they nest)
+
+    @contextlib.contextmanager
+    def building(self) -> Iterator[None]:
+        depth = getattr(self._mine, "depth", 0)
+        with self._changed:
+            self._builds += 1
+        self._mine.depth = depth + 1
+        try:
+            yield
+        finally:
+            self._mine.depth = depth
+            with self._changed:
+                self._builds -= 1
+                self._changed.notify_all()
+
+    def clear_after_builds(self, clear_session, *args, **kwargs):
+        if getattr(self._mine, "depth", 0):  # this thread's own build: waiting would hang
+            return clear_session(*args, **kwargs)
+        with self._changed:
+            self._changed.wait_for(lambda: not self._builds)
+        return clear_session(*args, **kwargs)
+
+
+_KERAS_IN_USE = _KerasInUse()
+_GATE_INSTALLED = threading.Lock()
+
+
+def keras_in_use() -> contextlib.AbstractContextManager[None]:
+    """Hold ``keras.backend.clear_session()`` (Streamlit's after every script run, or
+    anyone's) back until the block ends: wrap whatever builds or loads a Keras model
+    in a process that serves several sessions."""
+    import keras
+
+    with _GATE_INSTALLED:
+        for namespace in (keras.backend, keras.utils):
+            clear_session = namespace.clear_session
+            if not getattr(clear_session, "waits_for_builds", False):
+
+                def waiting_clear_session(*args, _clear=clear_session, **kwargs):
+                    return _KERAS_IN_USE.clear_after_builds(_clear, *args, **kwargs)
+
+                waiting_clear_session.waits_for_builds = True
+                waiting_clear_session.__doc__ = clear_session.__doc__
+                namespace.clear_session = waiting_clear_session
+    return _KERAS_IN_USE.building()
+
+
+def _keras_state() -> object | None:
+    """Keras' global state: a new object after every ``keras.backend.clear_session()``
+    (None when this Keras keeps it elsewhere, and a reset cannot be seen)."""
+    try:
+        from keras.src.backend.common import global_state
+    except ImportError:  # pragma: no cover - another Keras layout
+        return None
+    return getattr(global_state, "GLOBAL_STATE_TRACKER", None)
 
 
 def load_keras_model(path: Path, run_id: str):

@@ -36,12 +36,13 @@ import secrets
 import socket
 import threading
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
+from filelock import FileLock
 
 from cnnlab import workspace
 from cnnlab.errors import CnnlabError
@@ -70,6 +71,8 @@ STATUSES = ("queued", "running", "completed", "failed", "cancelled", "interrupte
 FINISHED_STATUSES = ("completed", "failed", "cancelled", "interrupted")
 HEARTBEAT_TIMEOUT_S = 30.0
 HEARTBEAT_INTERVAL_S = 2.0
+# Held while a run's status is checked and its worker changed (see controlling).
+CONTROL_LOCK_FILE = ".control.lock"
 # A recorded process start time matches the live one within this many seconds: on Linux
 # the start time is boot time (whole seconds) plus clock ticks, so it can round apart.
 PROCESS_START_TOLERANCE_S = 2.0
@@ -357,29 +360,72 @@ def best_in_history(
     return best
 
 
+@contextlib.contextmanager
+def controlling(run_id: str) -> Iterator[Run]:
+    """Hold run ``run_id``'s control lock; yields the run as read under it.
+
+    Whatever checks a run's status and then changes what runs it (resume, continue,
+    cancel, delete) does both under this lock, so two sessions clicking at once cannot
+    both pass the check: a run has at most one worker.
+
+    Raises:
+        CnnlabError: when there is no such run (or it was deleted while we waited).
+    """
+    lock = FileLock(_existing_path(run_id) / CONTROL_LOCK_FILE)
+    try:
+        lock.acquire()
+    except FileNotFoundError:  # the folder was deleted while we waited
+        _existing_path(run_id)  # raises the "no such run" message
+        raise
+    try:
+        yield load_run(run_id)
+    finally:
+        lock.release()
+
+
 def delete_run(run_id: str) -> None:
     """Delete a run's folder.
 
     Raises:
         CnnlabError: when the run is queued or running (cancel it first).
     """
-    info = load_run(run_id)
-    if info.is_active:
-        raise CnnlabError(
-            f"Run {run_id} is {info.status}; cancel it first "
-            f"(`python -m cnnlab cancel {run_id}`), then delete it."
-        )
-    workspace.remove_tree(info.path)
+    with controlling(run_id) as info:
+        if info.is_active:
+            raise CnnlabError(
+                f"Run {run_id} is {info.status}; cancel it first "
+                f"(`python -m cnnlab cancel {run_id}`), then delete it."
+            )
+        workspace.remove_tree(info.path)
 
 
 def queue_key(info: Run) -> tuple[float, str, str]:
-    """A run's place in the queue: first queued, first trained."""
+    """A run's place in the queue: first queued, first trained (creation time and run id
+    break ties, so the order is total). The one key every queue order uses."""
     return (float(info.queued_at or 0.0), info.created, info.run_id)
 
 
-def active_runs() -> list[Run]:
-    """Queued and running runs, oldest first: the queue as users see it."""
-    return sorted((info for info in list_runs() if info.is_active), key=queue_key)
+def active_runs(dataset: str | None = None) -> list[Run]:
+    """Queued and running runs (only those of ``dataset`` when given), oldest first:
+    the queue as users see it."""
+    return sorted((info for info in list_runs(dataset) if info.is_active), key=queue_key)
+
+
+def check_dataset_unused(dataset: str, doing: str) -> None:
+    """Refuse to ``doing`` (e.g. "delete") ``dataset`` while queued or running runs train
+    on it. Call it under the dataset's lock, which runs join the queue under too.
+
+    Raises:
+        CnnlabError: naming the runs, and saying to cancel them or wait.
+    """
+    safe = workspace.safe_name(dataset, "dataset name")
+    active = active_runs(safe)
+    if active:
+        listed = ", ".join(f"{info.run_id} ({info.status})" for info in active)
+        raise CnnlabError(
+            f"Cannot {doing} dataset {safe!r}: {len(active)} queued or running run(s) "
+            f"train on it: {listed}. Cancel them (`python -m cnnlab cancel RUN_ID`) or "
+            "wait for them to finish, then try again."
+        )
 
 
 def default_run(candidates: Iterable[Run] | None = None) -> Run | None:

@@ -12,12 +12,14 @@ checked from the header, before any pixel is decoded.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import struct
 import threading
 import warnings
 import zlib
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -30,7 +32,6 @@ MAX_PIXELS = 40_000_000
 # Largest single file we read into memory.
 MAX_FILE_BYTES = 128 * 1024 * 1024
 
-_WARNINGS_LOCK = threading.Lock()
 _WHITE = {"L": 255, "RGB": (255, 255, 255)}
 _HIGH_BIT_MODES = {"I", "I;16", "I;16L", "I;16B", "I;16N", "F"}
 _HEIF_BRANDS = {b"ftyp" + brand for brand in (b"heic", b"heix", b"hevc", b"heim", b"mif1")}
@@ -135,12 +136,9 @@ def decode(
     vector = _vector_kind(data)
     if vector:
         raise Rejected(f"{vector} file: vector images are not supported; export it as PNG or JPEG")
-    # catch_warnings swaps a process-wide filter list; the lock keeps two threads
-    # (two browser sessions) from restoring each other's filters out of order.
-    with _WARNINGS_LOCK, warnings.catch_warnings():
-        # We apply our own pixel limit below, and a damaged file's metadata warnings
-        # (TIFF tags, EXIF) mean nothing to the user: no Pillow warning escapes.
-        warnings.simplefilter("ignore")
+    # We apply our own pixel limit below, and a damaged file's metadata warnings
+    # (TIFF tags, EXIF) mean nothing to the user: no Pillow warning escapes.
+    with _warnings_ignored():
         try:
             image = Image.open(io.BytesIO(data))
         except Image.DecompressionBombError:
@@ -156,6 +154,57 @@ def decode(
             raise
         except Exception as error:  # a decoder plugin's own bug must not cost other files
             raise Rejected(f"corrupt image: {short_reason(error)}") from None
+
+
+class _InQuietThread:
+    """Matches any warning text, but only in a thread inside :func:`_warnings_ignored`.
+
+    Used as the message pattern of one warnings filter (the warnings machinery calls
+    its ``match``), so ignoring warnings during a decode is a per-thread switch:
+    ``warnings.catch_warnings`` would swap the process-wide filter list and need one
+    lock held for the whole decode, which made every session wait for the others.
+    """
+
+    def __init__(self) -> None:
+        self._local = threading.local()
+
+    @property
+    def active(self) -> bool:
+        return getattr(self._local, "depth", 0) > 0
+
+    def enter(self) -> None:
+        self._local.depth = getattr(self._local, "depth", 0) + 1
+
+    def leave(self) -> None:
+        self._local.depth -= 1
+
+    def match(self, text: str) -> bool:
+        return self.active
+
+
+_QUIET = _InQuietThread()
+_IGNORE_IN_QUIET_THREADS = ("ignore", _QUIET, Warning, None, 0)
+
+
+@contextlib.contextmanager
+def _warnings_ignored() -> Iterator[None]:
+    """Ignore every warning raised in this thread until the block ends; other threads
+    keep their warnings and decode in parallel."""
+    filters = warnings.filters
+    if not filters or filters[0] is not _IGNORE_IN_QUIET_THREADS:
+        # First, so a caller's own filters (e.g. "error") do not win; idempotent and
+        # never restored, so threads doing this at once cannot undo each other.
+        with contextlib.suppress(ValueError):
+            filters.remove(_IGNORE_IN_QUIET_THREADS)
+        filters.insert(0, _IGNORE_IN_QUIET_THREADS)
+        mutated = getattr(warnings, "_filters_mutated", None)
+        if mutated is not None:
+            mutated()  # as warnings.filterwarnings does: forget cached decisions
+    _QUIET.enter()
+    try:
+        yield
+    finally:
+        _QUIET.leave()
 
 
 def _normalise(image: Image.Image, data: bytes, *, max_pixels: int, min_side: int) -> Decoded:

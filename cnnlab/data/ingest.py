@@ -26,7 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
-from cnnlab import workspace
+from cnnlab import limits, runs, workspace
 from cnnlab.data import decode as decoding
 from cnnlab.data import samples
 from cnnlab.data.dataset import SPLITS, Dataset, Record, list_datasets
@@ -167,7 +167,9 @@ def add_files(
     fixed_label = workspace.safe_name(label, "class name") if label is not None else None
     total = len(files) if hasattr(files, "__len__") else 0  # type: ignore[arg-type]
     description = f"files (class {fixed_label})" if fixed_label else "directory upload"
-    opened = Source(file_entries(files, fixed_label), total, description)
+    # A list's size is known without reading it twice; a generator's is not (0).
+    size = sum(len(data) for _, data in files) if isinstance(files, (list, tuple)) else 0
+    opened = Source(file_entries(files, fixed_label), total, description, size=size)
     if safe in list_datasets():
         return _add(safe, opened, progress=progress)
     return _create(safe, opened, seed=0, fractions=DEFAULT_SPLIT, progress=progress, replace=False)
@@ -199,10 +201,12 @@ def delete_class(name: str, label: str) -> dict[str, Any]:
     """Remove a class and all its images from a dataset; return the new health.
 
     Raises:
-        CnnlabError: when the dataset has no such class.
+        CnnlabError: when the dataset has no such class, or a queued or running run
+            trains on it.
     """
 
     def change(records: list[Record]) -> tuple[list[Record], int]:
+        runs.check_dataset_unused(name, f"delete class {label!r} of")  # under its lock
         labels = sorted({record.label for record in records})
         if label not in labels:
             raise CnnlabError(
@@ -222,12 +226,16 @@ def delete_dataset(name: str) -> None:
     """Delete a dataset and its images.
 
     Raises:
-        CnnlabError: when there is no such dataset.
+        CnnlabError: when there is no such dataset, or a queued or running run trains
+            on it.
     """
     from cnnlab.data.pipeline import clear_cache
 
     dataset = Dataset(name)
+    # Runs join the queue under this lock too (cnnlab.train.jobs.admitting): a run
+    # started meanwhile is either seen here or finds the dataset gone.
     with dataset_lock(dataset.name):
+        runs.check_dataset_unused(dataset.name, "delete")
         workspace.remove_tree(dataset.path)
     clear_cache(dataset.name)
 
@@ -244,6 +252,7 @@ def _create(
     progress: ProgressFn | None,
     replace: bool,
 ) -> IngestReport:
+    _check_free_disk(source)
     staging = staging_root() / f"{name}-{uuid.uuid4().hex[:12]}"
     staging.mkdir(parents=True)
     try:
@@ -286,6 +295,7 @@ def _create(
 
 
 def _add(name: str, source: Source, *, progress: ProgressFn | None) -> IngestReport:
+    _check_free_disk(source)
     with dataset_lock(name):
         dataset = Dataset(name)
         store = Store(dataset.path, existing=dataset.records, channels=dataset.channels)
@@ -305,6 +315,15 @@ def _add(name: str, source: Source, *, progress: ProgressFn | None) -> IngestRep
             raise
         store.cleanup()
     return IngestReport(name, store.accepted, _class_totals(records), rejected, ignored, report)
+
+
+def _check_free_disk(source: Source) -> None:
+    """Refuse before writing anything when the images would eat the disk's reserve.
+
+    The upload's size (0 when unknown, e.g. samples) estimates what its images take
+    once stored; a zip counts compressed, so it is a floor, not a bound.
+    """
+    limits.check_free_disk(workspace.datasets_root(), "store these images", source.size)
 
 
 def _examine(source: Source, store: Store, progress: ProgressFn | None) -> tuple[list[dict], int]:

@@ -4,14 +4,18 @@ Each source yields one :class:`Entry` per file, placed in a class and split by
 :mod:`cnnlab.data.layout`, with a way to read its bytes. Zips are never extracted to
 disk: members are read one at a time, in chunks, under limits on member count, total
 size and compression ratio, so a hostile archive can neither write outside the
-workspace nor exhaust memory.
+workspace nor exhaust memory. The member count is read from the zip's end records
+before :class:`zipfile.ZipFile` parses its whole directory, and the count and total
+size are the workspace's :mod:`cnnlab.limits` (``zip_max_entries``, ``zip_max_gb``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import stat
+import struct
 import tempfile
 import zipfile
 import zlib
@@ -20,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from cnnlab import limits
 from cnnlab.data import decode as decoding
 from cnnlab.data import samples
 from cnnlab.data.decode import Rejected
@@ -27,12 +32,19 @@ from cnnlab.data.layout import class_from_folder, clean_parts, in_split_folder, 
 from cnnlab.data.splits import split_from_folder
 from cnnlab.errors import CnnlabError
 
-# Archive limits, checked while streaming (module constants so tests can lower them).
-MAX_MEMBERS = 200_000  # entries in one zip
-MAX_TOTAL_BYTES = 8 * 1024**3  # bytes a zip may expand to, all members together
+# Per-member checks while streaming (the count and total size are cnnlab.limits).
 MAX_RATIO = 200  # uncompressed / compressed size of one member ...
 RATIO_FLOOR = 1024 * 1024  # ... checked once a member has expanded past 1 MiB
 CHUNK = 1024 * 1024
+GB = 1024**3
+
+# The zip format's end records (APPNOTE 4.3.14-4.3.16), as zipfile reads them.
+END = struct.Struct("<4s4H2LH")  # disks, entries here / in all, directory size, offset
+END64 = struct.Struct("<4sQ2H2L4Q")  # size, versions, disks, entries, size, offset
+END64_LOCATOR = struct.Struct("<4sLQL")  # disk, offset of the ZIP64 record, disks
+END_SIGNATURE, END64_SIGNATURE, END64_LOCATOR_SIGNATURE = b"PK\5\6", b"PK\6\6", b"PK\6\7"
+CENTRAL_HEADER = b"PK\1\2"  # starts each entry of the central directory
+MAX_COMMENT = 1 << 16
 
 
 @dataclass
@@ -56,6 +68,7 @@ class Source:
     total: int  # entries expected, for progress (0 when unknown)
     description: str  # stored as dataset.json "source"
     orientation_matters: bool = False  # stored in a new dataset.json; photos by default
+    size: int = 0  # bytes of the upload when known, to check free disk before storing
 
 
 def open_source(source: Any, options: dict | None, seed: int) -> Source:
@@ -103,27 +116,37 @@ def _seekable(handle: BinaryIO) -> BinaryIO:
 
 
 def _zip_source(source: Path | BinaryIO, shown: str) -> Source:
+    limit = limits.current()
     try:
+        if isinstance(source, Path):
+            size = source.stat().st_size
+            with source.open("rb") as handle:
+                count = _entry_count(handle, limit.zip_max_entries)
+        else:
+            size = source.seek(0, os.SEEK_END)
+            count = _entry_count(source, limit.zip_max_entries)
+        if count is not None and count > limit.zip_max_entries:
+            # Refused before ZipFile builds an object per entry of the whole directory.
+            raise CnnlabError(
+                f"{shown} has {count:,} entries; the limit is {limit.zip_max_entries:,} "
+                f"({limits.env_name('zip_max_entries')}). Split it into several zips."
+            )
         archive = zipfile.ZipFile(source)
         infos = archive.infolist()
+    except CnnlabError:
+        raise
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, ValueError) as error:
         raise CnnlabError(
             f"{shown} is not a readable zip archive ({decoding.short_reason(error)}). "
             "Upload a .zip with one folder per class, or add single images as files."
         ) from None
-    if len(infos) > MAX_MEMBERS:
-        archive.close()
-        raise CnnlabError(
-            f"{shown} has {len(infos):,} entries; the limit is {MAX_MEMBERS:,}. "
-            "Split it into several zips."
-        )
+    budget = _Budget(shown, limit.zip_max_gb)
     declared = sum(info.file_size for info in infos)
-    if declared > MAX_TOTAL_BYTES:
+    if declared > budget.allowed:
         archive.close()
-        raise CnnlabError(_too_big_message(shown, declared))
+        raise CnnlabError(budget.message(declared))
     files = sorted((info for info in infos if not info.is_dir()), key=lambda i: i.filename)
     placed = place_all([info.filename for info in files])
-    budget = _Budget(shown)
 
     def entries() -> Iterator[Entry]:
         with archive:
@@ -134,28 +157,81 @@ def _zip_source(source: Path | BinaryIO, shown: str) -> Source:
                     entry.read = lambda info=info: _read_member(archive, info, budget)
                 yield entry
 
-    return Source(entries(), len(files), f"zip {shown}")
+    return Source(entries(), len(files), f"zip {shown}", size=size)
+
+
+def _entry_count(handle: BinaryIO, stop_after: int) -> int | None:
+    """How many entries a zip has, from its end records and its directory's headers.
+
+    The end records are found as ZipFile finds them (so both read the same ones). They
+    state the count, which a hostile zip may understate, so the headers in the
+    directory span ZipFile will parse are counted too, in chunks (memory stays flat),
+    stopping once past ``stop_after``. Returns the larger, or None when there is no end
+    record (ZipFile then says what is wrong).
+    """
+    file_size = handle.seek(0, os.SEEK_END)
+    tail_size = min(file_size, END.size + MAX_COMMENT)
+    handle.seek(file_size - tail_size)
+    tail = handle.read(tail_size)
+    if tail[-END.size :].startswith(END_SIGNATURE) and tail.endswith(b"\0\0"):
+        at = len(tail) - END.size  # no archive comment
+    else:
+        at = tail.rfind(END_SIGNATURE)
+    if at < 0 or at + END.size > len(tail):
+        return None
+    end = END.unpack_from(tail, at)
+    count, directory_size = end[4], end[5]
+    directory_end = file_size - tail_size + at
+    if directory_end >= END64_LOCATOR.size + END64.size:
+        handle.seek(directory_end - END64_LOCATOR.size - END64.size)
+        records = handle.read(END64.size + END64_LOCATOR.size)
+        if records.startswith(END64_SIGNATURE) and records[END64.size :].startswith(
+            END64_LOCATOR_SIGNATURE
+        ):
+            end64 = END64.unpack_from(records)
+            count, directory_size = end64[7], end64[8]
+            directory_end -= END64_LOCATOR.size + END64.size
+    if count > stop_after:
+        return count
+    start = directory_end - directory_size
+    return max(count, _count_headers(handle, start, directory_size, stop_after))
+
+
+def _count_headers(handle: BinaryIO, start: int, size: int, stop_after: int) -> int:
+    """Central-directory signatures in ``size`` bytes from ``start`` (an upper bound)."""
+    handle.seek(max(start, 0))
+    found, left, carry = 0, size, b""
+    while left > 0 and found <= stop_after:
+        chunk = handle.read(min(CHUNK, left))
+        if not chunk:
+            break
+        left -= len(chunk)
+        data = carry + chunk
+        found += data.count(CENTRAL_HEADER)
+        carry = data[-(len(CENTRAL_HEADER) - 1) :]  # a signature split across chunks
+    return found
 
 
 class _Budget:
-    """Counts bytes actually decompressed from one archive against MAX_TOTAL_BYTES."""
+    """Counts bytes actually decompressed from one archive against ``zip_max_gb``."""
 
-    def __init__(self, shown: str):
+    def __init__(self, shown: str, max_gb: float):
         self.shown = shown
+        self.max_gb = max_gb
+        self.allowed = int(max_gb * GB)
         self.spent = 0
 
     def spend(self, count: int) -> None:
         self.spent += count
-        if self.spent > MAX_TOTAL_BYTES:
-            raise CnnlabError(_too_big_message(self.shown, self.spent))
+        if self.spent > self.allowed:
+            raise CnnlabError(self.message(self.spent))
 
-
-def _too_big_message(shown: str, size: int) -> str:
-    return (
-        f"{shown} expands to more than {MAX_TOTAL_BYTES / 2**30:g} GB "
-        f"({size / 2**30:.1f} GB or more); it was refused as a possible zip bomb. "
-        "Split it into smaller zips."
-    )
+    def message(self, size: int) -> str:
+        return (
+            f"{self.shown} expands to more than the limit of {self.max_gb:g} GB "
+            f"({limits.env_name('zip_max_gb')}): {size / GB:.1f} GB or more. It was refused "
+            "as a possible zip bomb; split it into smaller zips."
+        )
 
 
 def _read_member(archive: zipfile.ZipFile, info: zipfile.ZipInfo, budget: _Budget) -> bytes:
@@ -197,10 +273,14 @@ def _file_too_large(size: int) -> str:
 
 def _folder_source(root: Path) -> Source:
     paths = []
+    size = 0
     for folder, dirs, names in os.walk(root):
         dirs.sort()
         for file_name in sorted(names):
-            paths.append(os.path.relpath(os.path.join(folder, file_name), root))
+            path = os.path.join(folder, file_name)
+            paths.append(os.path.relpath(path, root))
+            with contextlib.suppress(OSError):
+                size += os.stat(path).st_size
     relative = [path.replace(os.sep, "/") for path in paths]
     placed = place_all(relative)
 
@@ -225,7 +305,7 @@ def _folder_source(root: Path) -> Source:
                 entry.read = lambda path=root / name: read(path)
             yield entry
 
-    return Source(entries(), len(relative), f"folder {root.name}")
+    return Source(entries(), len(relative), f"folder {root.name}", size=size)
 
 
 def file_entries(files: Iterable[tuple[str, bytes]], label: str | None) -> Iterator[Entry]:

@@ -398,6 +398,9 @@ def _application_weights(weights: str, title: str) -> str | None:
         return "imagenet"
     if weights.lower() == "none":
         return None
+    from cnnlab.train.pretrained import check_weights_path  # cnnlab.train builds on models
+
+    check_weights_path(weights)  # before saying whether the file exists
     if not Path(weights).expanduser().is_file():
         raise CnnlabError(
             f"`weights` for {title} must be 'imagenet', 'none' or an existing weights file. "

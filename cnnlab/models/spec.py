@@ -13,17 +13,22 @@ part of the spec: the builder always ends with ``Dense(classes, softmax)``.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
+from cnnlab import limits
 from cnnlab.errors import CnnlabError
 from cnnlab.models.blocks import Backbone, Block, block_from_dict
 from cnnlab.models.registry import get_preset
 from cnnlab.spec import Spec
 
 MAX_BLOCKS = 64
+# A bracket, or a JSON string (escapes skipped; an unclosed one runs to the end), whose
+# brackets do not nest. One left-to-right pass, so any text is scanned in linear time.
+_BRACKET_OR_STRING = re.compile(r'[\[\]{}]|"(?:[^"\\]+|\\.)*"?')
 
 
 @dataclass(frozen=True)
@@ -118,8 +123,34 @@ class ArchSpec(Spec):
         return cls(preset_name=preset, options=data.get("options") or {}, blocks=tuple(blocks))
 
     @classmethod
-    def from_json(cls, text: str) -> ArchSpec:
-        """From JSON text: an object as ``from_dict`` takes, or a bare list of blocks."""
+    def from_json(cls, text: str | bytes) -> ArchSpec:
+        """From JSON text: an object as ``from_dict`` takes, or a bare list of blocks.
+
+        Imported text is bounded before it is parsed: at most ``arch_json_max_kb`` and
+        ``arch_json_max_depth`` levels of nesting (see :mod:`cnnlab.limits`).
+
+        Raises:
+            CnnlabError: too large, too deep, not JSON, or not a valid architecture.
+        """
+        limit = limits.current()
+        size = len(text)  # characters: a floor on the bytes, enough to refuse a huge paste
+        if isinstance(text, str) and size <= max_json_bytes(limit):
+            size = len(text.encode("utf-8", "replace"))
+        if size > max_json_bytes(limit):
+            raise CnnlabError(
+                f"The architecture JSON is larger than the limit of {limit.arch_json_max_kb} KB "
+                f"({limits.env_name('arch_json_max_kb')}). An architecture takes a few KB: "
+                "import a file that 'Export JSON' wrote."
+            )
+        if isinstance(text, bytes):
+            try:
+                text = text.decode("utf-8")
+            except UnicodeDecodeError:
+                raise CnnlabError(
+                    "The architecture is not UTF-8 text; save the JSON as UTF-8."
+                ) from None
+        if _nesting_depth(text) > limit.arch_json_max_depth:
+            raise _too_deep(limit)
         try:
             data = json.loads(text)
         except json.JSONDecodeError as error:
@@ -128,9 +159,23 @@ class ArchSpec(Spec):
                 f"column {error.colno}. Fix it there, or export a working architecture "
                 "to start from."
             ) from None
+        except RecursionError:  # the depth scan should have refused it; never a traceback
+            raise _too_deep(limit) from None
         if isinstance(data, list):
             data = {"blocks": data}
-        return cls.from_dict(data)
+        arch = cls.from_dict(data)
+        arch.check_weights_files()
+        return arch
+
+    def check_weights_files(self) -> None:
+        """Refuse a backbone weights file outside the folders it may come from (see
+        cnnlab.train.pretrained.check_weights_path): imports and builds check this; a
+        stored run record is read as written."""
+        from cnnlab.train.pretrained import check_weights_path  # cnnlab.train builds on models
+
+        for block in self.resolved_blocks():
+            if isinstance(block, Backbone):
+                check_weights_path(block.weights)
 
     # --- views ---------------------------------------------------------------------
 
@@ -176,3 +221,31 @@ class ArchSpec(Spec):
         if not isinstance(other, ArchSpec):
             return NotImplemented
         return self.to_dict() == other.to_dict()
+
+
+def max_json_bytes(limit: limits.Limits | None = None) -> int:
+    """The most bytes an imported architecture JSON may have (``arch_json_max_kb``)."""
+    return (limit or limits.current()).arch_json_max_kb * 1024
+
+
+def _nesting_depth(text: str) -> int:
+    """How deep ``[`` and ``{`` nest in JSON text, brackets inside strings not counted.
+
+    Unbalanced text gets a depth too (json.loads then says what is wrong with it).
+    """
+    depth = deepest = 0
+    for token in _BRACKET_OR_STRING.findall(text):
+        if token in ("[", "{"):
+            depth += 1
+            deepest = max(deepest, depth)
+        elif token in ("]", "}"):
+            depth -= 1
+    return deepest
+
+
+def _too_deep(limit: limits.Limits) -> CnnlabError:
+    return CnnlabError(
+        f"The architecture JSON nests deeper than the limit of {limit.arch_json_max_depth} "
+        f"levels ({limits.env_name('arch_json_max_depth')}). An architecture is an "
+        "object with a list of blocks; flatten the nested lists or objects."
+    )

@@ -5,15 +5,13 @@ Saved architectures are ``$CNNLAB_HOME/archs/<name>.json``, each the ``ArchSpec`
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
 
 from cnnlab import workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.models.registry import list_presets
-from cnnlab.models.spec import ArchSpec
+from cnnlab.models.spec import ArchSpec, max_json_bytes
 
 
 def _arch_path(name: str) -> Path:
@@ -93,13 +91,21 @@ def resolve_arch(reference: str | Path | Mapping | ArchSpec) -> ArchSpec:
 
 
 def _read_file(path: Path) -> ArchSpec:
+    """An architecture file, through the same size, depth and JSON checks as an import.
+
+    At most one byte past the size limit is read, so a huge file costs no memory.
+    """
     if not path.is_file():
         raise CnnlabError(f"The architecture file {path} does not exist.")
     try:
-        data: Any = json.loads(path.read_text("utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as error:
-        raise CnnlabError(f"{path} is not valid JSON ({error}); fix the file.") from None
+        with path.open("rb") as handle:
+            text = handle.read(max_json_bytes() + 1)
+    except OSError as error:
+        raise CnnlabError(
+            f"The architecture file {path} cannot be read ({error.strerror or error}); "
+            "check that it is a file you may read."
+        ) from None
     try:
-        return ArchSpec.from_dict(data)
+        return ArchSpec.from_json(text)
     except CnnlabError as error:
         raise CnnlabError(f"{path.name}: {error}") from None

@@ -6,6 +6,11 @@ session (closing a browser tab or the terminal does not stop it), and then only 
 the run folder. The worker waits for a slot in the machine's queue
 (``CNNLAB_MAX_CONCURRENT_RUNS``, default 1) so two trainings never fight over one GPU.
 
+Several sessions share one workspace: a run joins the queue under :func:`admitting`
+(its dataset must still exist; ``max_active_runs`` and free disk are checked, see
+:mod:`cnnlab.limits`), and resume, continue and cancel check a run's status under its
+own lock (:func:`cnnlab.runs.controlling`), so a run never gets two workers.
+
 Nothing here imports TensorFlow: starting and watching a run stays instant.
 """
 
@@ -20,14 +25,14 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
 
 import cnnlab
-from cnnlab import runs, workspace
+from cnnlab import limits, runs, workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.run import RunRecord
 from cnnlab.runs import worker_info  # noqa: F401 - where callers found it before
@@ -35,6 +40,8 @@ from cnnlab.train.spec import TrainSpec
 
 MAX_CONCURRENT_ENV = "CNNLAB_MAX_CONCURRENT_RUNS"
 QUEUE_POLL_S = 0.5
+# Held while a run joins the queue, so two sessions cannot both take its last place.
+ADMISSION_LOCK_FILE = "admission.lock"
 RESUMABLE = ("interrupted", "cancelled", "failed")
 
 
@@ -191,12 +198,64 @@ def start_run(dataset_name: Any, arch: Any = "auto", train_spec: Any = None, **e
         arch: ArchSpec, dict, preset name, saved name, JSON file, or "auto".
         train_spec: TrainSpec, dict of fields, or None for the auto recipe.
         extra: more run.json fields (``name``, ``tags``).
+
+    Raises:
+        CnnlabError: what :func:`prepare_run` refuses, or what :func:`check_room`
+            refuses (a full queue or disk), or the dataset was deleted meanwhile.
     """
+    check_room()  # fail before the work of preparing; checked again when queuing
     meta = prepare_run(dataset_name, arch, train_spec, **extra)
-    info = runs.create_run(meta)
-    runs.append_event(info.path, {"type": "status", "status": "queued"})
+    with admitting(meta["dataset"]):
+        info = runs.create_run(meta)
+        runs.append_event(info.path, {"type": "status", "status": "queued"})
     _launch_worker(info.run_id)
     return info.run_id
+
+
+def check_room() -> None:
+    """Refuse a new place in the queue when the workspace already has
+    ``max_active_runs`` runs queued or running, or too little free disk.
+
+    Raises:
+        CnnlabError: saying how many runs there are, the limit and its variable, or
+            how much disk is free, and what to do.
+    """
+    limit = limits.current().max_active_runs
+    active = len(runs.active_runs())
+    if active >= limit:
+        raise CnnlabError(
+            f"{active} {'run is' if active == 1 else 'runs are'} queued or running in this "
+            f"workspace, and the limit is {limit} ({limits.env_name('max_active_runs')}). "
+            "Wait for one to finish, or cancel one (`python -m cnnlab cancel RUN_ID`), "
+            "then try again."
+        )
+    limits.check_free_disk(workspace.runs_root(), "start a training run")
+
+
+@contextlib.contextmanager
+def admitting(dataset: str) -> Iterator[None]:
+    """Hold the locks under which a run on ``dataset`` joins the queue, once it may.
+
+    The dataset's lock comes first: :func:`cnnlab.data.ingest.delete_dataset` looks for
+    runs using the dataset under it, so either it sees the new run and refuses, or the
+    run sees the dataset gone. The queue's lock comes next, so two sessions cannot both
+    take the last place of ``max_active_runs``. (A run's own lock, when held, is taken
+    before both: :func:`cnnlab.runs.controlling`.)
+
+    Raises:
+        CnnlabError: the dataset no longer exists, or :func:`check_room` refuses.
+    """
+    from cnnlab.data.dataset import list_datasets
+    from cnnlab.data.store import dataset_lock
+
+    with dataset_lock(dataset), FileLock(queue_dir() / ADMISSION_LOCK_FILE):
+        if dataset not in list_datasets():
+            raise CnnlabError(
+                f"Dataset {dataset!r} no longer exists (it was deleted), so no run can "
+                "train on it. Pick another dataset, or ingest it again on the Data page."
+            )
+        check_room()
+        yield
 
 
 # --- the queue -----------------------------------------------------------------------------
@@ -243,9 +302,15 @@ class QueueSlot:
 
     def position(self) -> tuple[int, int]:
         """``(runs queued before this one, runs running)``, from the run store."""
-        mine = (self.queued_at, self.run_id)
+        listed = runs.list_runs()
+        own = next((info for info in listed if info.run_id == self.run_id), None)
+        if own is None:  # not in the store: placed by the time it was queued
+            own = runs.Run(runs.run_path(self.run_id), {"queued_at": self.queued_at})
+        # The same key as the queue everyone sees: ties on queued_at are broken the
+        # same way from both sides, so two runs never each wait for the other.
+        mine = runs.queue_key(own)
         ahead = running = 0
-        for info in runs.list_runs():
+        for info in listed:
             if info.run_id == self.run_id:
                 continue
             if info.status == "running":
@@ -331,19 +396,30 @@ def cancel_run(run_id: str) -> str:
     Raises:
         CnnlabError: when the run has already finished.
     """
-    info = runs.load_run(run_id)
-    if info.status in runs.ACTIVE_STATUSES:
-        (info.path / runs.CANCEL_FILE).touch()
-        runs.append_event(info.path, {"type": "status", "status": "cancelling"})
-        return "cancelled"
-    if info.status == "interrupted":
-        runs.update_run(run_id, status="cancelled", finished=runs.now_iso())
-        runs.append_event(info.path, {"type": "status", "status": "cancelled"})
-        return "cancelled"
+    with runs.controlling(run_id) as info:  # not while a resume requeues it
+        if info.status in runs.ACTIVE_STATUSES:
+            (info.path / runs.CANCEL_FILE).touch()
+            runs.append_event(info.path, {"type": "status", "status": "cancelling"})
+            return "cancelled"
+        if info.status == "interrupted":
+            runs.update_run(run_id, status="cancelled", finished=runs.now_iso())
+            runs.append_event(info.path, {"type": "status", "status": "cancelled"})
+            return "cancelled"
     raise CnnlabError(f"Run {run_id} is already {info.status}; there is nothing to cancel.")
 
 
+def _refuse_if_active(info: runs.Run) -> None:
+    """A run has at most one worker: a queued or running one gets no second."""
+    if info.is_active:
+        raise CnnlabError(
+            f"Run {info.run_id} is already {info.status}; a run has one worker at a time. "
+            f"Wait for it to finish, or cancel it (`python -m cnnlab cancel {info.run_id}`) "
+            "and try again once it has stopped."
+        )
+
+
 def _requeue(info: runs.Run, **fields: Any) -> None:
+    """Queue a stopped run again; the caller holds its lock and :func:`admitting`."""
     (info.path / runs.CANCEL_FILE).unlink(missing_ok=True)
     runs.touch_heartbeat(info.path)
     runs.update_run(
@@ -356,7 +432,6 @@ def _requeue(info: runs.Run, **fields: Any) -> None:
         **fields,
     )
     runs.append_event(info.path, {"type": "status", "status": "queued"})
-    _launch_worker(info.run_id)
 
 
 def resume_run(run_id: str) -> str:
@@ -364,20 +439,20 @@ def resume_run(run_id: str) -> str:
     (optimizer state included; epoch numbering continues). Returns the run id.
 
     Raises:
-        CnnlabError: when the run is active or completed (use continue_run).
+        CnnlabError: when the run is active or completed (use continue_run), its
+            dataset is gone, or :func:`check_room` refuses.
     """
-    info = runs.load_run(run_id)
-    if info.status not in RESUMABLE:
-        hint = (
-            f"use `python -m cnnlab continue {run_id} --epochs N` to train it further"
-            if info.status == "completed"
-            else "wait for it or cancel it first"
-        )
-        raise CnnlabError(
-            f"Run {run_id} is {info.status}; only an interrupted, cancelled or failed run "
-            f"can be resumed ({hint})."
-        )
-    _requeue(info, resumes=info.resumes + 1)
+    with runs.controlling(run_id) as info:
+        _refuse_if_active(info)
+        if info.status not in RESUMABLE:
+            raise CnnlabError(
+                f"Run {run_id} is {info.status}; only an interrupted, cancelled or failed "
+                f"run can be resumed (use `python -m cnnlab continue {run_id} --epochs N` "
+                "to train it further)."
+            )
+        with admitting(info.dataset):
+            _requeue(info, resumes=info.resumes + 1)
+        _launch_worker(run_id)
     return run_id
 
 
@@ -385,23 +460,29 @@ def continue_run(run_id: str, epochs: int) -> str:
     """Train a completed run for ``epochs`` more epochs from its last checkpoint.
 
     Raises:
-        CnnlabError: when the run has not completed, has no checkpoint, or the new
-            total is out of range.
+        CnnlabError: when the run has not completed, has no checkpoint, the new total
+            is out of range, its dataset is gone, or :func:`check_room` refuses.
     """
-    info = runs.load_run(run_id)
-    if info.status != "completed":
-        raise CnnlabError(
-            f"Run {run_id} is {info.status}; only a completed run can be continued "
-            f"(resume an interrupted or cancelled one with `python -m cnnlab resume {run_id}`)."
-        )
-    if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
-        raise CnnlabError(f"`epochs` must be a whole number of at least 1. Received: {epochs!r}")
-    info.checkpoint("last")
-    done = info.checkpoint_epoch("last") or 0
-    spec = info.record.train.with_changes(epochs=done + epochs)
-    for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE, runs.PROBABILITIES_FILE):
-        (info.path / name).unlink(missing_ok=True)
-    _requeue(info, train=spec.to_dict(), continued_from_epoch=done)
+    with runs.controlling(run_id) as info:
+        _refuse_if_active(info)
+        if info.status != "completed":
+            raise CnnlabError(
+                f"Run {run_id} is {info.status}; only a completed run can be continued "
+                "(resume an interrupted or cancelled one with "
+                f"`python -m cnnlab resume {run_id}`)."
+            )
+        if isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1:
+            raise CnnlabError(
+                f"`epochs` must be a whole number of at least 1. Received: {epochs!r}"
+            )
+        info.checkpoint("last")
+        done = info.checkpoint_epoch("last") or 0
+        spec = info.record.train.with_changes(epochs=done + epochs)
+        with admitting(info.dataset):  # a refusal here leaves the results in place
+            for name in (runs.METRICS_FILE, runs.PREDICTIONS_FILE, runs.PROBABILITIES_FILE):
+                (info.path / name).unlink(missing_ok=True)
+            _requeue(info, train=spec.to_dict(), continued_from_epoch=done)
+        _launch_worker(run_id)
     return run_id
 
 
@@ -411,8 +492,9 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
     optimizer. Returns the new run id.
 
     Raises:
-        CnnlabError: a missing checkpoint, or a change the saved model cannot take
-            (image size, augmentation are part of the model).
+        CnnlabError: a missing checkpoint, a change the saved model cannot take
+            (image size, augmentation are part of the model), the dataset is gone, or
+            :func:`check_room` refuses.
     """
     source = runs.load_run(run_id)
     checkpoint_path = source.checkpoint(checkpoint)
@@ -436,9 +518,10 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
             "epoch": source.checkpoint_epoch(checkpoint),
         },
     )
-    info = runs.create_run(new_run_meta(record))
-    shutil.copyfile(checkpoint_path, info.init_model_path)
-    runs.append_event(info.path, {"type": "status", "status": "queued"})
+    with admitting(source.dataset):
+        info = runs.create_run(new_run_meta(record))
+        shutil.copyfile(checkpoint_path, info.init_model_path)
+        runs.append_event(info.path, {"type": "status", "status": "queued"})
     _launch_worker(info.run_id)
     return info.run_id
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from cnnlab import workspace
 from cnnlab.errors import CnnlabError
 
 BACKBONE = "mobilenetv2"
@@ -53,6 +54,46 @@ def weights_file_name(size: int) -> str:
 
 def keras_cache() -> Path:
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras") / "models"
+
+
+def check_weights_path(weights: str) -> None:
+    """Refuse a backbone ``weights`` file outside the folders it may be loaded from.
+
+    'imagenet' and 'none' name no file. A file must lie inside the workspace or Keras's
+    cache once ``~``, ``..`` and symbolic links are resolved, so a shared app cannot be
+    made to open, or to say whether there is, any other file on the machine: the
+    message is the same whether or not the file exists. The file that
+    ``CNNLAB_PRETRAINED_WEIGHTS`` names is allowed wherever it is, because only the
+    machine's owner can set that variable, and the auto recipe uses it by its path.
+
+    Raises:
+        CnnlabError: naming the allowed folders and what was received.
+    """
+    if weights == "imagenet" or weights.lower() == "none":  # as the model builder reads it
+        return
+    folders = [workspace.home(), keras_cache()]
+    allowed = [_resolved(folder) for folder in folders]
+    owners = os.environ.get(WEIGHTS_ENV, "").strip()
+    path = _resolved(Path(weights))
+    if path is not None and (
+        any(folder is not None and folder in path.parents for folder in allowed)
+        or (owners and path == _resolved(Path(owners)))
+    ):
+        return
+    raise CnnlabError(
+        "`weights` must be 'imagenet', 'none' or a weights file inside the workspace "
+        f"({folders[0]}) or the Keras cache ({folders[1]}). Received: weights={weights!r}. "
+        "Put the file in one of those folders, or ask the machine's owner to set "
+        f"{WEIGHTS_ENV} to it."
+    )
+
+
+def _resolved(path: Path) -> Path | None:
+    """``path`` with ``~``, ``..`` and symbolic links resolved; None when it cannot be."""
+    try:
+        return path.expanduser().resolve()
+    except (OSError, RuntimeError, ValueError):  # a link loop, a NUL byte, no home
+        return None
 
 
 def find_weights() -> Weights | None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from cnnlab import runs, workspace
+from cnnlab import limits, runs, workspace
 from cnnlab.devices import _tf
 from cnnlab.errors import CnnlabError
 from cnnlab.run import INIT_CHECKPOINT, Run  # noqa: F401 - INIT_CHECKPOINT: its old home
@@ -209,7 +209,7 @@ class Trainer:
         started = time.time()
         # The budget counts from here (the worker's start), and keeps time for scoring
         # the test split and the final checkpoint.
-        self._deadline = _deadline(time.monotonic(), spec.budget_minutes)
+        self._deadline = training_deadline(time.monotonic(), spec.budget_minutes)
         self._set_status(
             "running",
             started=info.started or runs.now_iso(),
@@ -412,7 +412,9 @@ class Trainer:
         training_start = time.monotonic()
 
         def time_used() -> float:
-            if self._deadline is None:
+            # Only a budget the run asked for steers its schedule: the workspace's
+            # max_run_minutes stops a run, but must not make its numbers depend on time.
+            if not spec.budget_minutes:
                 return 0.0
             return (time.monotonic() - training_start) / max(self._deadline - training_start, 1e-9)
 
@@ -557,6 +559,15 @@ def _phases(spec: TrainSpec, initial_epoch: int) -> list[tuple[int, int]]:
     if switch and initial_epoch < switch < spec.epochs:
         return [(initial_epoch, switch), (switch, spec.epochs)]
     return [(initial_epoch, spec.epochs)]
+
+
+def training_deadline(start: float, budget_minutes: float) -> float:
+    """When a run that starts training at ``start`` (``time.monotonic()``) must stop: at
+    its own ``budget_minutes`` (0 = none), and never after the workspace's
+    ``max_run_minutes`` (:mod:`cnnlab.limits`). A stop at either is recorded alike
+    (``stopped_on_time``)."""
+    cap = limits.current().max_run_minutes
+    return _deadline(start, min(budget_minutes, cap) if budget_minutes else cap)
 
 
 def _deadline(start: float, budget_minutes: float) -> float | None:

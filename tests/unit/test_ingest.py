@@ -278,19 +278,19 @@ def test_zip_bomb_member_is_refused_while_streaming(workspace, tmp_path):
 
 
 def test_zip_expanding_past_the_total_limit_is_refused(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "MAX_TOTAL_BYTES", 20_000)
-    path = classes_zip(tmp_path / "big.zip", counts={"cat": 8, "dog": 8})
-    with pytest.raises(CnnlabError, match="expands to more than .* zip bomb"):
+    monkeypatch.setenv("CNNLAB_LIMIT_ZIP_MAX_GB", "0.01")
+    members = {"cat/0.png": png(0), "cat/big.bmp": b"BM" + b"\x00" * (11 * 1024 * 1024)}
+    path = make_zip(tmp_path / "big.zip", members)
+    with pytest.raises(CnnlabError, match="expands to more than the limit of 0.01 GB .* zip bomb"):
         ingest(path, "big")
     assert list_datasets() == []
 
 
-def test_streaming_budget_does_not_trust_headers(monkeypatch):
-    monkeypatch.setattr(sources, "MAX_TOTAL_BYTES", 100)
-    budget = sources._Budget("x.zip")
-    budget.spend(60)
+def test_streaming_budget_does_not_trust_headers():
+    budget = sources._Budget("x.zip", max_gb=0.01)
+    budget.spend(6 * 1024 * 1024)
     with pytest.raises(CnnlabError, match="x.zip expands to more than"):
-        budget.spend(60)
+        budget.spend(6 * 1024 * 1024)
 
 
 def test_lying_size_header_is_caught(workspace, tmp_path):
@@ -314,7 +314,7 @@ def test_lying_size_header_is_caught(workspace, tmp_path):
 
 
 def test_too_many_members(workspace, tmp_path, monkeypatch):
-    monkeypatch.setattr(sources, "MAX_MEMBERS", 5)
+    monkeypatch.setenv("CNNLAB_LIMIT_ZIP_MAX_ENTRIES", "5")
     path = classes_zip(tmp_path / "many.zip", counts={"cat": 6})
     with pytest.raises(CnnlabError, match="many.zip has 6 entries; the limit is 5"):
         ingest(path, "many")

@@ -159,7 +159,7 @@ def test_save_list_load_and_resolve(workspace, tmp_path):
     with pytest.raises(CnnlabError, match=r"Unknown architecture 'nope'.*Presets: simple.*My-net"):
         resolve_arch("nope")
     (tmp_path / "bad.json").write_text("{oops")
-    with pytest.raises(CnnlabError, match=r"bad.json is not valid JSON \(.*line 1 column 2"):
+    with pytest.raises(CnnlabError, match=r"bad.json: .* not valid JSON: .*line 1, column 2"):
         resolve_arch(str(tmp_path / "bad.json"))
     # A bare list of blocks is an architecture too (what a block editor exports).
     bare = json.dumps([block.to_dict() for block in arch.resolved_blocks()])

@@ -76,19 +76,19 @@ def test_imagenet_offline_says_what_to_do(monkeypatch, keras):
         build_model(ArchSpec.preset("transfer"), 32, 3, 3)
 
 
-def test_backbone_size_and_weights_messages(keras, tmp_path):
+def test_backbone_size_and_weights_messages(keras, workspace):
     from cnnlab.models import build_model
 
     with pytest.raises(CnnlabError, match=r"`image_size` must be at least 32 for the ResNet50"):
         analyze(ArchSpec.preset("transfer", backbone="resnet50"), 24, 3, 3)
     with pytest.raises(CnnlabError, match=r"existing weights file.*nothing.h5"):
-        build_model(ArchSpec.preset("transfer", weights=str(tmp_path / "nothing.h5")), 32, 3, 3)
+        build_model(ArchSpec.preset("transfer", weights=str(workspace / "nothing.h5")), 32, 3, 3)
     with pytest.raises(CnnlabError, match=r"`backbone` must be one of 'mobilenetv2'"):
         ArchSpec.preset("transfer", backbone="vgg16")
     assert "image_size` 96 or more" in analyze(ArchSpec.preset("transfer"), 32, 3, 3).warnings[0]
 
 
-def test_local_weights_file(keras, tmp_path):
+def test_local_weights_file(keras, workspace):
     from cnnlab.models import build_model
 
     donor = keras.applications.MobileNetV2(include_top=False, weights=None, input_shape=(32, 32, 3))
@@ -96,7 +96,8 @@ def test_local_weights_file(keras, tmp_path):
     donor.set_weights(
         [w + rng.normal(0, 0.1, w.shape).astype(w.dtype) for w in donor.get_weights()]
     )
-    path = tmp_path / "mobilenet.weights.h5"
+    workspace.mkdir(parents=True)  # weights files must lie in the workspace or Keras's cache
+    path = workspace / "mobilenet.weights.h5"
     donor.save_weights(path)
     model = build_model(ArchSpec.preset("transfer", weights=str(path)), 32, 3, 3)
     for layer in (layer for layer in donor.layers if layer.weights):
@@ -104,7 +105,7 @@ def test_local_weights_file(keras, tmp_path):
             layer.get_weights(), model.get_layer(layer.name).get_weights(), strict=True
         ):
             np.testing.assert_array_equal(loaded, expected)
-    other = tmp_path / "simple.weights.h5"
+    other = workspace / "simple.weights.h5"
     build_model(ArchSpec.preset("simple"), 32, 3, 3).save_weights(other)
     with pytest.raises(CnnlabError, match="does not fit MobileNetV2 without its top"):
         build_model(ArchSpec.preset("transfer", weights=str(other)), 32, 3, 3)
