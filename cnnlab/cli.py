@@ -16,7 +16,7 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 
 # Verb modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("data", "arch", "train", "evaluate", "predict")
+COMMAND_MODULES = ("data", "arch", "train", "evaluate", "predict", "system")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -9,7 +9,6 @@ registers the ``cnnlab`` plotly template that every figure builder applies throu
 from __future__ import annotations
 
 import html
-
 from collections.abc import Sequence
 
 import plotly.graph_objects as go

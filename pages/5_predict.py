@@ -8,7 +8,7 @@ import statistics
 import pandas as pd
 import streamlit as st
 
-from cnnlab import explain, limits, predict
+from cnnlab import explain, limits, predict, runs
 from cnnlab.predict import Prediction, Predictor
 from pages._predict_parts import cached_predictor, details, export_panel
 from pages._ui import attempt, run_picker
@@ -114,7 +114,10 @@ def main() -> None:
             "`python -m cnnlab train`), then come back to try it on your images."
         )
         return
-    info = run_picker(available, "pr_run", status=True)
+    # A finished run by default: a training run's model changes with every checkpoint,
+    # and each change reloads it (the load test measured 22 s per prediction so).
+    finished = runs.default_run([info for info in available if not info.is_active])
+    info = run_picker(available, "pr_run", status=True, default=finished)
     checkpoints = info.saved_models()
     controls = st.columns([1, 1, 2])
     checkpoint = controls[0].selectbox(

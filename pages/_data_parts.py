@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 
 import numpy as np
-import pandas as pd
 import streamlit as st
 from PIL import Image
 
@@ -54,7 +53,7 @@ def show_report(report: ingest.IngestReport) -> None:
         st.caption(f"Ignored {report.ignored} system file(s) (e.g. __MACOSX, .DS_Store).")
     if report.rejected:
         st.warning(f"{len(report.rejected)} file(s) were rejected; the rest were kept.")
-        st.dataframe(pd.DataFrame(report.rejected), hide_index=True, width="stretch")
+        st.dataframe(report.rejected, hide_index=True, width="stretch")
 
 
 def run_ingest(action, *args, **kwargs) -> None:
@@ -199,7 +198,7 @@ def health_panel(name: str) -> None:
         if not problems:
             continue
         with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
-            st.dataframe(pd.DataFrame(problems), hide_index=True, width="stretch")
+            st.dataframe(problems, hide_index=True, width="stretch")
             if can_edit() and st.button(button, key=f"fix_{key}"):
                 changed = attempt(fix, name, edits="change datasets")
                 if changed is not None:

@@ -12,6 +12,8 @@ from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
 from pages._ui import act, attempt, can_edit, select_run, spec_widget
 
+# The live panel's redraw period; sessions watching one run share each update.
+LIVE_REFRESH_S = 2.0
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
     "running": ":material/directions_run:",
@@ -22,6 +24,16 @@ STATUS_ICONS = {
 }
 
 
+def control(action, *args) -> None:
+    """``act`` on this run; what every session shows of it is read afresh."""
+
+    def then_refresh() -> None:
+        action(*args)
+        shared_progress.clear()
+
+    act(then_refresh)
+
+
 def controls(progress: dict) -> None:
     if not can_edit():
         return  # viewers watch; cancelling, resuming and forking change shared runs
@@ -30,11 +42,11 @@ def controls(progress: dict) -> None:
     if status in runs.ACTIVE_STATUSES and left.button(
         "Cancel", key="train_cancel", icon=":material/stop:", disabled=progress["cancelling"]
     ):
-        act(training.cancel_run, run_id)
+        control(training.cancel_run, run_id)
     if status in ("interrupted", "cancelled", "failed") and left.button(
         "Resume", key="train_resume", icon=":material/play_arrow:"
     ):
-        act(training.resume_run, run_id)
+        control(training.resume_run, run_id)
     # A continued run trains to (epochs done + more), within the spec's epoch limit.
     room = int(TrainSpec.limits("epochs").high) - progress["epoch"]
     if status == "completed" and room >= 1:
@@ -42,7 +54,7 @@ def controls(progress: dict) -> None:
             "More epochs", min_value=1, max_value=room, value=min(5, room), key="train_more_epochs"
         )
         if right.button("Continue", key="train_continue", icon=":material/fast_forward:"):
-            act(training.continue_run, run_id, int(more))
+            control(training.continue_run, run_id, int(more))
     if status not in runs.ACTIVE_STATUSES and progress["best_epoch"]:
         fork_panel(progress)
 
@@ -83,8 +95,20 @@ def fork_panel(progress: dict) -> None:
                     st.rerun()
 
 
+@st.cache_data(ttl=LIVE_REFRESH_S / 2, max_entries=64, show_spinner=False)
+def shared_progress(run_id: str) -> dict:
+    """run_progress, computed once for every session watching the run at that moment."""
+    return run_progress(run_id)
+
+
+@st.cache_resource(max_entries=64, show_spinner=False)
+def curves(run_id: str, epochs: int, best_epoch: int | None, metric: str, _history: dict):
+    """A run's curve figure, built once per new epoch for every session watching it."""
+    return curves_figure(_history, metric, best_epoch)
+
+
 def show_progress(run_id: str) -> dict | None:
-    progress = attempt(run_progress, run_id)
+    progress = attempt(shared_progress, run_id)
     if progress is None:
         return None
     status = progress["status"]
@@ -126,20 +150,16 @@ def show_progress(run_id: str) -> dict | None:
     cells[3].metric("Test accuracy", f"{test:.3f}" if test is not None else "—")
     if history.get("loss"):
         left, right = st.columns(2)
-        left.plotly_chart(
-            curves_figure(history, "loss", progress["best_epoch"]), key="train_loss_chart"
-        )
-        right.plotly_chart(
-            curves_figure(history, "accuracy", progress["best_epoch"]),
-            key="train_accuracy_chart",
-        )
+        shown = (run_id, len(history["loss"]), progress["best_epoch"])
+        left.plotly_chart(curves(*shown, "loss", history), key="train_loss_chart")
+        right.plotly_chart(curves(*shown, "accuracy", history), key="train_accuracy_chart")
     controls(progress)
     return progress
 
 
-@st.fragment(run_every=1.0)
+@st.fragment(run_every=LIVE_REFRESH_S)
 def live_panel(run_id: str) -> None:
-    """Redrawn every second while the run is queued or running."""
+    """Redrawn every LIVE_REFRESH_S seconds while the run is queued or running."""
     progress = show_progress(run_id)
     if progress and progress["status"] not in runs.ACTIVE_STATUSES:
         st.rerun()  # the run ended: redraw the whole page once, without the timer

@@ -110,10 +110,10 @@ def plain(text: object) -> str:
 
 @st.cache_resource
 def device_detection() -> Future:
-    """devices.describe_devices() in a background thread, once per server: it imports
-    TensorFlow (seconds on a cold start), which no page should wait for."""
+    """The devices, detected once per server by a child process (it imports TensorFlow:
+    seconds on a cold start) that a background thread waits for: no page waits."""
     return ThreadPoolExecutor(max_workers=1, thread_name_prefix="cnnlab-devices").submit(
-        devices.describe_devices
+        devices.describe_devices_apart
     )
 
 
@@ -202,14 +202,16 @@ def select_run(run_id: str | None) -> None:
     st.session_state[RUN_KEY] = run_id
 
 
-def run_picker(available: list[runs.Run], key: str, status: bool = False) -> runs.Run:
+def run_picker(
+    available: list[runs.Run], key: str, status: bool = False, default: runs.Run | None = None
+) -> runs.Run:
     """A page's run picker over ``available`` (newest first): the current run when it
-    is among them, else the default among them (runs.default_run). The current run
-    (e.g. one still training) stays current until the user picks here."""
+    is among them, else ``default`` or the default among them (runs.default_run). The
+    current run (e.g. one still training) stays current until the user picks here."""
     ids = [info.run_id for info in available]
     current = current_run()
     if current not in ids:
-        current = runs.default_run(available).run_id
+        current = (default or runs.default_run(available)).run_id
     st.session_state[key] = current
     by_id = {info.run_id: info for info in available}
 

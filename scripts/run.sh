@@ -7,4 +7,4 @@ if ! .venv/bin/python -m cnnlab datasets --json | grep -q '"name": "digits"'; th
   echo "Loading the built-in digits sample..." >&2
   .venv/bin/python -m cnnlab ingest sample:digits --name digits
 fi
-exec .venv/bin/python -m streamlit run app.py "$@"
+exec .venv/bin/python scripts/serve.py "$@"

@@ -13,7 +13,7 @@ APP = str(REPO / "app.py")
 def app(monkeypatch, device: dict | None = None) -> AppTest:
     st.cache_resource.clear()
     fake = device or {"device": "CPU (no GPU found)", "gpus": [], "gpu_count": 0}
-    monkeypatch.setattr(devices, "describe_devices", lambda: fake)
+    monkeypatch.setattr(devices, "describe_devices_apart", lambda: fake)
     return AppTest.from_file(APP, default_timeout=120).run()
 
 
@@ -51,7 +51,7 @@ def test_sidebar_shows_what_a_page_chose(workspace, image_folders, monkeypatch):
     ingest.ingest(image_folders, "pets")
     ingest.ingest(image_folders, "digits")
     st.cache_resource.clear()
-    monkeypatch.setattr(devices, "describe_devices", lambda: {"device": "CPU (no GPU found)"})
+    monkeypatch.setattr(devices, "describe_devices_apart", lambda: {"device": "CPU (no GPU found)"})
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["dataset"] = "pets"
     at.run()

@@ -76,7 +76,7 @@ def open_page(name: str, run_id: str, role: str | None) -> AppTest:
 
 @pytest.mark.parametrize("name", list(PAGES))
 def test_viewers_see_no_control_that_changes_shared_state(name, trained, protected, monkeypatch):
-    monkeypatch.setattr(devices, "describe_devices", lambda: {"device": "CPU (no GPU found)"})
+    monkeypatch.setattr(devices, "describe_devices_apart", lambda: {"device": "CPU (no GPU found)"})
     _, _, editor_only, everyone = PAGES[name]
     viewer = open_page(name, trained, None)
     assert not viewer.exception
@@ -113,7 +113,7 @@ act(runs.delete_run, {trained!r})
 
 def app(monkeypatch, **state) -> AppTest:
     st.cache_resource.clear()
-    monkeypatch.setattr(devices, "describe_devices", lambda: {"device": "CPU (no GPU found)"})
+    monkeypatch.setattr(devices, "describe_devices_apart", lambda: {"device": "CPU (no GPU found)"})
     at = AppTest.from_file(APP, default_timeout=TIMEOUT)
     for key, value in state.items():
         at.session_state[key] = value
@@ -196,7 +196,7 @@ def test_the_first_page_does_not_wait_for_device_detection(workspace, monkeypatc
         return {"device": "CPU (no GPU found)"}
 
     st.cache_resource.clear()
-    monkeypatch.setattr(devices, "describe_devices", slow_detection)
+    monkeypatch.setattr(devices, "describe_devices_apart", slow_detection)
     at = AppTest.from_file(APP, default_timeout=10).run()
     release.set()
     assert not at.exception

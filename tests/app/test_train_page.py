@@ -29,11 +29,9 @@ def fake_devices(monkeypatch):
     """The page asks cnnlab.devices for the device; no TensorFlow needed here."""
     from cnnlab import devices
 
-    monkeypatch.setattr(
-        devices,
-        "describe_devices",
-        lambda: {"gpus": [], "gpu_count": 0, "device": "CPU (no GPU found)", "cpu_count": 2},
-    )
+    cpu = {"gpus": [], "gpu_count": 0, "device": "CPU (no GPU found)", "cpu_count": 2}
+    monkeypatch.setattr(devices, "describe_devices", lambda: cpu)
+    monkeypatch.setattr(devices, "describe_devices_apart", lambda: cpu)  # the sidebar's
 
 
 def prepared_run(dataset: str, status: str = "completed", epochs_done: int = 3) -> str:
