@@ -165,13 +165,13 @@ def test_a_run_cannot_start_on_a_dataset_deleted_meanwhile(tiny_dataset, launche
 def test_a_slow_decode_does_not_hold_up_another_thread(monkeypatch):
     slow_data = png_bytes(random_pixels(seed=1))
     quick_data = png_bytes(random_pixels(seed=2))
-    slow_started, quick_done = threading.Event(), threading.Event()
+    slow_started, quick_done, release = threading.Event(), threading.Event(), threading.Event()
     normalise = decoding._normalise
 
     def normalise_slowly(image, data, **kwargs):
-        if data is slow_data:  # stays inside the decode until the other one has finished
+        if data is slow_data:  # stays inside the decode until the test lets it go
             slow_started.set()
-            quick_done.wait(timeout=10)
+            release.wait(timeout=10)
         return normalise(image, data, **kwargs)
 
     monkeypatch.setattr(decoding, "_normalise", normalise_slowly)
@@ -186,7 +186,9 @@ def test_a_slow_decode_does_not_hold_up_another_thread(monkeypatch):
 
     quick = threading.Thread(target=decode_quickly)
     quick.start()
-    overlapped = quick_done.wait(timeout=10) and slow.is_alive()
+    # The slow decode is still inside (it leaves on release): the quick one must finish.
+    overlapped = quick_done.wait(timeout=10)
+    release.set()
     slow.join(timeout=30)
     quick.join(timeout=30)
     assert overlapped, "the second decode waited for the first to finish"
