@@ -92,10 +92,6 @@ def can_edit(role: str) -> bool:
     return role == EDITOR
 
 
-def can_view(role: str) -> bool:
-    return role in (EDITOR, VIEWER)
-
-
 def require_editor(role: str, doing: str) -> None:
     """Raise unless ``role`` may change shared state.
 
