@@ -26,6 +26,7 @@ PAGES = [
     st.Page("pages/4_evaluate.py", title="Evaluate", url_path="evaluate"),
     st.Page("pages/5_predict.py", title="Predict", url_path="predict"),
     st.Page("pages/6_experiments.py", title="Experiments", url_path="experiments"),
+    st.Page("pages/7_tune.py", title="Tune", url_path="tune"),
 ]
 
 

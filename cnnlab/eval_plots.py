@@ -8,6 +8,7 @@ marker and Streamlit hands the page ``{"x": predicted, "y": true, "customdata": 
 
 from __future__ import annotations
 
+import html
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -15,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnnlab.evaluate import Evaluation
-from cnnlab.plots import styled
+from cnnlab.plots import category_ticks, styled
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6")
 
@@ -57,9 +58,10 @@ def confusion_figure(evaluation: Evaluation, normalised: bool = False) -> go.Fig
             ys.append(true_label)
             custom.append([true_label, pred_label])
             share = evaluation.confusion_normalised[t, p]
+            true_shown, pred_shown = html.escape(true_label), html.escape(pred_label)
             hover.append(
-                f"true {true_label}, predicted {pred_label}: {int(counts[t, p])} image(s)"
-                f" ({share:.0%} of {true_label})<br>click to see them"
+                f"true {true_shown}, predicted {pred_shown}: {int(counts[t, p])} image(s)"
+                f" ({share:.0%} of {true_shown})<br>click to see them"
             )
     figure.add_scatter(
         x=xs,
@@ -73,10 +75,10 @@ def confusion_figure(evaluation: Evaluation, normalised: bool = False) -> go.Fig
         name="cells",
     )
     side = max(360, min(900, 60 * len(labels) + 160))
-    figure.update_xaxes(title="predicted", type="category", side="bottom", categoryorder="array",
-                        categoryarray=labels)  # fmt: skip
-    figure.update_yaxes(title="true", type="category", autorange="reversed",
-                        categoryorder="array", categoryarray=labels)  # fmt: skip
+    figure.update_xaxes(title="predicted", side="bottom", categoryorder="array",
+                        categoryarray=labels, **category_ticks(labels))  # fmt: skip
+    figure.update_yaxes(title="true", autorange="reversed", categoryorder="array",
+                        categoryarray=labels, **category_ticks(labels))  # fmt: skip
     figure.update_layout(hovermode="closest", hoverdistance=-1, clickmode="event+select")
     title = "Confusion matrix (row-normalised)" if normalised else "Confusion matrix (counts)"
     return _layout(figure, title, height=side)
@@ -186,7 +188,7 @@ def class_distribution_figure(distribution: Mapping[str, Mapping[str, int]]) -> 
             marker_color=PALETTE[i],
         )  # fmt: skip
     figure.update_layout(barmode="stack")
-    figure.update_xaxes(title="class", type="category")
+    figure.update_xaxes(title="class", **category_ticks(labels))
     figure.update_yaxes(title="images")
     return _layout(figure, "Images per class")
 
@@ -202,7 +204,7 @@ def per_class_bars(
             marker_color=PALETTE[i % len(PALETTE)],
         )  # fmt: skip
     figure.update_layout(barmode="group")
-    figure.update_xaxes(title="class", type="category")
+    figure.update_xaxes(title="class", **category_ticks(labels))
     figure.update_yaxes(title=axis)
     return _layout(figure, title)
 
@@ -273,6 +275,6 @@ def delta_heatmap(deltas: Mapping[str, Mapping[str, float | None]], title: str) 
             texttemplate="%{text}",
         )
     )  # fmt: skip
-    figure.update_xaxes(type="category", title="class")
-    figure.update_yaxes(type="category", autorange="reversed")  # first row on top
+    figure.update_xaxes(title="class", **category_ticks(labels))
+    figure.update_yaxes(autorange="reversed", **category_ticks(rows))  # first row on top
     return _layout(figure, title, height=max(220, 60 * len(rows) + 140))

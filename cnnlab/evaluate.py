@@ -26,7 +26,7 @@ import numpy as np
 from cnnlab import runs
 from cnnlab.errors import CnnlabError
 from cnnlab.run import Run
-from cnnlab.scoring import chunks, score_batches, score_test_split
+from cnnlab.scoring import chunks, score_batches, score_split
 
 PROBABILITIES_FILE = runs.PROBABILITIES_FILE
 # Top-k accuracies reported besides plain accuracy (only those with k < classes).
@@ -48,6 +48,7 @@ class Prediction:
     confidence: float  # probability of the predicted label
     true_probability: float  # probability the model gave the true label
     loss: float  # cross-entropy, -log(true_probability): how wrong it is
+    source: str = ""  # the image's name in the user's upload ("" when unknown)
 
     @property
     def correct(self) -> bool:
@@ -62,6 +63,7 @@ class Prediction:
             "confidence": self.confidence,
             "true_probability": self.true_probability,
             "loss": self.loss,
+            "source": self.source,
         }
 
 
@@ -82,6 +84,7 @@ class Evaluation:
             image (or only test images).
         pr: label -> {precision, recall, average_precision}, None likewise.
         calibration: {bins: [{low, high, count, confidence, accuracy}], ece}.
+        sources: each image's name in the user's upload, when known (else empty).
     """
 
     labels: list[str]
@@ -100,6 +103,7 @@ class Evaluation:
     calibration: dict[str, Any]
     run_id: str | None = None
     predictions_csv: str | None = None
+    sources: list[str] | None = None
 
     @property
     def y_pred(self) -> np.ndarray:
@@ -156,6 +160,7 @@ class Evaluation:
             confidence=float(self.y_prob[index, pred]),
             true_probability=probability,
             loss=float(-math.log(min(max(probability, EPSILON), 1.0))),
+            source=self.sources[index] if self.sources else "",
         )
 
     def predictions(self) -> list[Prediction]:
@@ -545,7 +550,7 @@ def _compute_probabilities(info: Run, files: list[str]) -> np.ndarray:
     except CnnlabError:
         same_files = False  # the dataset is gone
     if same_files:
-        probabilities = score_test_split(forward, dataset, _image_size(info))[2]
+        probabilities = score_split(forward, dataset, _image_size(info))[2]
     else:
         probabilities = score_batches(forward, chunks(_load_test_pixels(info, files)))
     return probabilities.astype(np.float32)
@@ -595,7 +600,18 @@ def evaluate_run(run: Run | str, k: int | Sequence[int] = DEFAULT_TOP_K) -> Eval
     )
     evaluation.run_id = info.run_id
     evaluation.predictions_csv = str(info.path / runs.PREDICTIONS_FILE)
+    evaluation.sources = _upload_names(info.dataset, evaluation.files)
     return evaluation
+
+
+def _upload_names(dataset_name: str, files: list[str]) -> list[str] | None:
+    """The upload name of each test image, or None when the dataset is gone."""
+    from cnnlab.data.dataset import load_dataset
+
+    try:
+        return load_dataset(dataset_name).upload_names(files)
+    except CnnlabError:
+        return None
 
 
 def evaluate_run_labels(run: Run | str) -> Evaluation | None:

@@ -14,7 +14,10 @@ by running the artifact over the run's test images and comparing its probabiliti
 with the in-app model's (label agreement and the largest absolute difference).
 
 Artifacts are written under the run folder in ``export/`` (atomically: a half-written
-export is never visible) and reused while they are newer than the model file.
+export is never visible) and reused while they are newer than the model file. Beside
+them, ``labels.txt`` holds the class names as the user wrote them, one per line in the
+model's output order (line ``i`` names output ``i``); a SavedModel carries its own copy,
+so the zip offered for download is complete.
 """
 
 from __future__ import annotations
@@ -31,7 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
-from cnnlab import runs
+from cnnlab import runs, workspace
 from cnnlab.errors import CnnlabError
 from cnnlab.predict import Predictor
 
@@ -39,6 +42,7 @@ FORMATS = ("keras", "savedmodel", "tflite")
 FORMAT_TITLES = {"keras": "Keras (.keras)", "savedmodel": "SavedModel", "tflite": "TFLite"}
 EXPORT_DIR = "export"
 INPUT_NAME = "pixels"
+LABELS_FILE = "labels.txt"
 # Probabilities may differ by float rounding between runtimes; more means a real drift.
 PARITY_TOLERANCE = 1e-4
 _CHECK_BATCH = 64
@@ -54,6 +58,7 @@ class ExportResult:
         path: the file (keras, tflite) or folder (savedmodel).
         size_bytes: its size on disk (a folder's files added up).
         seconds: how long the export took (0 when an up-to-date export was reused).
+        labels_path: ``labels.txt``: the class names, one per line, in output order.
     """
 
     run_id: str
@@ -61,9 +66,11 @@ class ExportResult:
     path: Path
     size_bytes: int
     seconds: float
+    labels_path: Path | None = None
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "path": str(self.path)}
+        labels = str(self.labels_path) if self.labels_path else None
+        return {**asdict(self), "path": str(self.path), "labels_path": labels}
 
 
 @dataclass(frozen=True)
@@ -117,6 +124,19 @@ def export_dir(run: runs.Run | str) -> Path:
     return runs.as_run(run).path / EXPORT_DIR
 
 
+def labels_text(class_names: list[str]) -> str:
+    """The class names as written, one per line, in the model's output order."""
+    return "".join(f"{name}\n" for name in class_names)
+
+
+def write_labels(run: runs.Run | str) -> Path:
+    """Write the run's ``export/labels.txt`` (atomically) and return its path."""
+    info = runs.as_run(run)
+    path = export_dir(info) / LABELS_FILE
+    workspace.atomic_write_text(path, labels_text(list(info.class_names)))
+    return path
+
+
 def artifact_path(run: runs.Run | str, fmt: str, checkpoint: str = "best") -> Path:
     """Where the ``fmt`` export of a run's ``checkpoint`` lives (whether or not it exists
     yet); each checkpoint has its own, so exporting ``last`` never reuses ``best``."""
@@ -139,8 +159,9 @@ def export_model(
     info = runs.as_run(run)
     source = info.model_path(checkpoint)
     target = artifact_path(info, fmt, checkpoint)
+    labels = write_labels(info)
     if not force and target.exists() and target.stat().st_mtime >= source.stat().st_mtime:
-        return ExportResult(info.run_id, fmt, target, _size(target), 0.0)
+        return ExportResult(info.run_id, fmt, target, _size(target), 0.0, labels)
     target.parent.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     scratch = target.parent / f".{target.name}.{uuid.uuid4().hex[:8]}.tmp"
@@ -149,13 +170,16 @@ def export_model(
             shutil.copyfile(source, scratch)
         else:
             _export_tensorflow(info, source, checkpoint, fmt, scratch)
+        if fmt == "savedmodel":
+            shutil.copyfile(labels, scratch / LABELS_FILE)
         _replace(scratch, target)
     finally:
         if scratch.is_dir():
             shutil.rmtree(scratch, ignore_errors=True)
         elif scratch.exists():
             scratch.unlink()
-    return ExportResult(info.run_id, fmt, target, _size(target), time.perf_counter() - start)
+    seconds = time.perf_counter() - start
+    return ExportResult(info.run_id, fmt, target, _size(target), seconds, labels)
 
 
 def _export_tensorflow(info, source: Path, checkpoint: str, fmt: str, scratch: Path) -> None:

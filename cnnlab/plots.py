@@ -53,6 +53,17 @@ def styled(figure: go.Figure, title: str, height: int, **layout) -> go.Figure:
     return figure
 
 
+def category_ticks(labels: Sequence[str]) -> dict:
+    """Settings of a category axis whose categories are user text (class names).
+
+    plotly reads tags such as ``<br>`` in tick labels, so the text shown is escaped
+    while the values (what hovers, clicks and selections hand back) stay as written.
+    """
+    names = [str(label) for label in labels]
+    shown = [html.escape(name, quote=False) for name in names]
+    return dict(type="category", tickmode="array", tickvals=names, ticktext=shown)
+
+
 def _layout(figure: go.Figure, title: str, height: int = 320) -> go.Figure:
     return styled(figure, title, height, legend=RIGHT_LEGEND)
 
@@ -70,7 +81,7 @@ def class_balance_figure(health: dict) -> go.Figure:
             marker_color=SPLIT_COLOURS[split],
         )
     figure.update_layout(barmode="stack", xaxis_title="class", yaxis_title="images")
-    figure.update_xaxes(type="category")
+    figure.update_xaxes(**category_ticks(labels))
     ratio = health.get("imbalance_ratio")
     title = "Images per class" + (f" (imbalance ratio {ratio:.1f}:1)" if ratio else "")
     return _layout(figure, title)

@@ -248,7 +248,7 @@ def _fmt(value: Any) -> str:
     if isinstance(value, float):
         return f"{value:.4g}"
     if isinstance(value, (dict, list)):
-        return json.dumps(value)
+        return json.dumps(value, ensure_ascii=False)  # class names as written
     return str(value)
 
 
@@ -320,7 +320,7 @@ pre {{ background: #f6f8fa; padding: 0.8rem; overflow-x: auto; font-size: 0.8rem
 <h2>Calibration</h2>{parts[5]}
 <h2>Configuration</h2><h3>Training</h3>{_table(train)}
 <h3>Architecture</h3><pre>{html.escape(json.dumps(info.arch, indent=2))}</pre>
-<h3>Class weights used</h3><pre>{html.escape(json.dumps(info.class_weights))}</pre>
+<h3>Class weights used</h3><pre>{html.escape(_fmt(info.class_weights))}</pre>
 <h3>Environment</h3>{_table(versions)}
 </body></html>
 """

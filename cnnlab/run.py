@@ -44,6 +44,8 @@ LOG_FILE = "worker.log"
 CHECKPOINTS = ("best", "last")
 # A fork's starting weights (fresh optimizer); see cnnlab.train.trainer.
 INIT_CHECKPOINT = "init.keras"
+# TensorBoard's event files (scalars, graph, a tuning trial's hparams); see cnnlab.tensorboard.
+TENSORBOARD_DIR = "tensorboard"
 ACTIVE_STATUSES = ("queued", "running")
 # Files whose change changes what a page shows of a run (see Run.version).
 RESULT_FILES = (RUN_FILE, HISTORY_FILE, METRICS_FILE, PREDICTIONS_FILE, PROBABILITIES_FILE)
@@ -85,6 +87,8 @@ class RunRecord(Spec):
     study: str | None = None  # the study that queued it, if any
     study_variant: str | None = None  # its variant in that study
     study_source: str | None = None  # the run the study started from
+    # A tuning study's trial: {"study", "trial", "params", "objective"} (cnnlab.tune).
+    tune: Any = None
     name: str | None = None  # the user's name for it
     tags: tuple = ()  # the user's tags
     versions: Any = None  # library versions it was trained with
@@ -214,6 +218,7 @@ class Run:
     study = _Stored()  # the study that queued it, or None
     study_variant = _Stored()  # its variant in that study
     study_source = _Stored()  # the run the study started from
+    tune = _Stored(dict)  # {"study", "trial", "params", "objective"} of a tuning trial
     parent = _Stored()  # {"run_id", "checkpoint", "epoch"} of a fork's source
     worker = _Stored(dict)  # pid, host, process_started of its worker
     versions = _Stored(dict)  # library versions it was trained with
@@ -275,6 +280,11 @@ class Run:
     @property
     def init_model_path(self) -> Path:
         return self.path / INIT_CHECKPOINT
+
+    @property
+    def tensorboard_path(self) -> Path:
+        """The folder of the run's TensorBoard logs (``train/``, ``validation/``)."""
+        return self.path / TENSORBOARD_DIR
 
     def saved_models(self) -> list[str]:
         """The checkpoints (``best``, ``last``) whose model file exists."""
@@ -416,7 +426,9 @@ class Run:
             "error": self.error,
             "name": self.name,
             "tags": self.tags,
-            "study": self.study,
+            # The imbalance or tuning study that queued it, and its trial in a tuning study.
+            "study": self.study or self.tune.get("study"),
+            "trial": self.tune.get("trial"),
             "device": self.device_name,
             "best_epoch": metrics.get("best_epoch"),
             "best_val_accuracy": max(val_accuracy) if val_accuracy else None,

@@ -16,6 +16,7 @@ Layout of ``$CNNLAB_HOME/runs/<run_id>/``::
     heartbeat         touched every few seconds by the worker
     cancel            present when a cancel was requested
     worker.log        the worker's stdout and stderr
+    tensorboard/      TensorBoard logs: train/ and validation/ scalars, the graph
 
 :class:`cnnlab.run.Run` reads one folder (:class:`~cnnlab.run.RunRecord` is what
 ``run.json`` records); this module creates, lists, resolves and watches runs.
@@ -34,6 +35,8 @@ import os
 import re
 import secrets
 import socket
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterable, Iterator
@@ -447,3 +450,26 @@ def worker_info(pid: int | None = None) -> dict[str, Any]:
     not taken for the worker, see :func:`pid_alive`)."""
     pid = pid or os.getpid()
     return {"pid": pid, "host": socket.gethostname(), "process_started": process_started(pid)}
+
+
+def spawn_detached(module: str, argument: str, log_path: Path) -> int:
+    """Start ``python -m MODULE ARGUMENT`` in its own session (a closed tab or terminal
+    does not stop it), output appended to ``log_path``; returns its pid."""
+    env = dict(os.environ)
+    package_root = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["PYTHONUNBUFFERED"] = "1"
+    with open(log_path, "ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", module, argument],
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env,
+            cwd=package_root,
+        )
+    # Reap the child when it ends, so it never lingers as a zombie that looks alive.
+    threading.Thread(target=process.wait, name=f"reap-{argument}", daemon=True).start()
+    return process.pid

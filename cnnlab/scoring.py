@@ -40,11 +40,16 @@ def chunks(pixels: np.ndarray, size: int = SCORE_BATCH) -> Iterator[np.ndarray]:
         yield pixels[start : start + size]
 
 
-def score_test_split(
-    forward: Callable[[Any], Any], dataset, image_size: int, batch_size: int = SCORE_BATCH
+def score_split(
+    forward: Callable[[Any], Any],
+    dataset,
+    image_size: int,
+    batch_size: int = SCORE_BATCH,
+    split: str = "test",
 ) -> tuple[list[str], np.ndarray, np.ndarray]:
-    """Score a dataset's test split as the training pipeline feeds it (the trainer's
-    final evaluation, and a run's probabilities when they must be recomputed).
+    """Score a dataset's ``split`` (the test split unless told) as the training pipeline
+    feeds it (the trainer's final evaluation, and a run's probabilities when they must
+    be recomputed).
 
     Direct calls on large batches: no per-image work, and no predict function to trace
     (tracing costs more than the whole pass on a typical test split).
@@ -54,9 +59,9 @@ def score_test_split(
     """
     from cnnlab.data.pipeline import make_dataset
 
-    files, labels = dataset.files_and_labels("test")
+    files, labels = dataset.files_and_labels(split)
     truth = np.asarray(labels, dtype=np.int64)
     if not files:
         return files, truth, np.zeros((0, len(dataset.class_names)))
-    batches = make_dataset(dataset, "test", image_size, batch_size)
+    batches = make_dataset(dataset, split, image_size, batch_size)
     return files, truth, score_batches(forward, (images for images, _ in batches))

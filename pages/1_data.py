@@ -24,6 +24,7 @@ from pages._ui import (
     can_edit,
     current_dataset,
     dataset_version,
+    plain,
     select_dataset,
     show_outcome,
     spec_widget,
@@ -46,27 +47,37 @@ def gallery_panel(name: str) -> None:
     page = right.number_input(f"Page (of {pages})", 1, pages, 1, key="gallery_page")
     shown = rows[(page - 1) * PAGE_SIZE : page * PAGE_SIZE]
     st.caption(
-        f"{len(rows)} image(s) of class {label}" + ("" if split == "all" else f" in {split}")
+        f"{len(rows)} image(s) of class {plain(label)}" + ("" if split == "all" else f" in {split}")
     )
     if shown:
+        # Each image by the name it was uploaded under (its folder is the class).
         st.image(
             [str(dataset.path / record.file) for record in shown],
-            caption=[f"{record.split} · {record.width}x{record.height}" for record in shown],
+            caption=[
+                f"{record.upload_name.rsplit('/', 1)[-1]} · {record.split} · "
+                f"{record.width}x{record.height}"
+                for record in shown
+            ],
             width=96,
         )
     if not can_edit():
         return
     with st.expander("Delete images or this class"):
+        names = {record.file: record.upload_name for record in shown}
         doomed = st.multiselect(
             "Images on this page to delete",
-            [record.file for record in shown],
-            format_func=lambda file: file.rsplit("/", 1)[-1],
+            list(names),
+            format_func=names.get,
             key="gallery_delete_files",
         )
         if doomed and st.button(f"Delete {len(doomed)} image(s)", key="gallery_delete_go"):
             act(ingest.delete_images, name, doomed)
-        confirm = st.checkbox(f"Yes, delete the whole class {label}", key="gallery_confirm_class")
-        if st.button(f"Delete class {label}", disabled=not confirm, key="gallery_delete_class"):
+        confirm = st.checkbox(
+            f"Yes, delete the whole class {plain(label)}", key="gallery_confirm_class"
+        )
+        if st.button(
+            f"Delete class {plain(label)}", disabled=not confirm, key="gallery_delete_class"
+        ):
             act(ingest.delete_class, name, label)
 
 
@@ -128,7 +139,7 @@ def augmentation_panel(name: str) -> None:
     choice = left.selectbox(
         "Image",
         range(min(len(train), 200)),
-        format_func=lambda i: f"{train[i].label} · {train[i].source or train[i].file}",
+        format_func=lambda i: f"{train[i].label} · {train[i].upload_name}",
         key="aug_image",
     )
     count = middle.slider("Variants", 1, 15, 7, key="aug_count")

@@ -83,7 +83,11 @@ def confusion_section(evaluation: Evaluation) -> None:
     cell = errors_for_cell(evaluation, true_label, pred_label, sort=sort)
     verdict = "correct" if true_label == pred_label else "errors"
     st.markdown(f"**{plain(true_label)} → {plain(pred_label)}** ({verdict}): {len(cell)} image(s)")
-    gallery(cell, limit, f"No test image of {true_label} was predicted as {pred_label}.")
+    gallery(
+        cell,
+        limit,
+        f"No test image of {plain(true_label)} was predicted as {plain(pred_label)}.",
+    )
 
 
 def errors_section(evaluation: Evaluation) -> None:

@@ -1,5 +1,6 @@
 """Experiments page: every run in one filterable table; compare selected runs (learning
-curves, metrics, config diff, per-class F1 deltas); rename, tag, delete, download."""
+curves, metrics, config diff, per-class F1 deltas); rename, tag, delete, download; the
+command that opens TensorBoard over them."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.errors import CnnlabError
 from cnnlab.evaluate import update_run_meta
 from cnnlab.report import compare_runs, experiment_row, filter_rows, run_bundle
+from pages._experiments_parts import runs_table, tensorboard_hint
 from pages._ui import attempt, attempt_later, can_edit, plain, select_run, show_outcome
 
 CURVE_METRICS = ("val_accuracy", "val_loss", "accuracy", "loss")
@@ -80,46 +82,6 @@ def filters(rows: list[dict]) -> list[dict]:
         "Dataset", sorted({row["dataset"] for row in rows}), key="ex_dataset"
     )
     return filter_rows(rows, text, statuses or None, datasets or None)
-
-
-def runs_table(rows: list[dict]) -> None:
-    frame = pd.DataFrame(rows)
-    st.dataframe(
-        frame,
-        hide_index=True,
-        width="stretch",
-        key="ex_table",
-        column_order=[
-            "run_id",
-            "name",
-            "tags",
-            "status",
-            "dataset",
-            "arch",
-            "image_size",
-            "epochs",
-            "batch_size",
-            "optimizer",
-            "learning_rate",
-            "class_weight",
-            "oversample",
-            "best_val_accuracy",
-            "test_accuracy",
-            "macro_f1",
-            "epochs_run",
-            "duration_s",
-            "device",
-            "created",
-            "study",
-        ],  # fmt: skip
-        column_config={
-            "best_val_accuracy": st.column_config.NumberColumn("best val acc", format="%.3f"),
-            "test_accuracy": st.column_config.NumberColumn("test acc", format="%.3f"),
-            "macro_f1": st.column_config.NumberColumn("macro F1", format="%.3f"),
-            "duration_s": st.column_config.NumberColumn("duration (s)", format="%.0f"),
-            "learning_rate": st.column_config.NumberColumn("lr", format="%.2g"),
-        },
-    )
 
 
 def comparison(selected: list[str]) -> None:
@@ -243,6 +205,7 @@ def main() -> None:
         manage(target)
     else:
         st.caption("Select runs above to compare them, or one to rename, tag or delete it.")
+    tensorboard_hint(selected)
 
 
 main()

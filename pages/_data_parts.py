@@ -15,7 +15,7 @@ from cnnlab.data.dataset import list_datasets, load_dataset
 from cnnlab.data.samples import SAMPLES
 from cnnlab.errors import CnnlabError
 from cnnlab.workspace import safe_name
-from pages._ui import attempt, can_edit, dataset_version, select_dataset, spec_widget
+from pages._ui import attempt, can_edit, dataset_version, plain, select_dataset, spec_widget
 
 SAMPLE_LABELS = {
     "count": "Images of the largest class",
@@ -46,8 +46,8 @@ def cached_preview(
 
 def show_report(report: ingest.IngestReport) -> None:
     st.success(
-        f"Added {report.images} image(s) to **{report.dataset}**: "
-        + ", ".join(f"{label} {count}" for label, count in report.classes.items())
+        f"Added {report.images} image(s) to **{plain(report.dataset)}**: "
+        + ", ".join(f"{plain(label)} {count}" for label, count in report.classes.items())
     )
     if report.ignored:
         st.caption(f"Ignored {report.ignored} system file(s) (e.g. __MACOSX, .DS_Store).")
@@ -172,33 +172,27 @@ def health_panel(name: str) -> None:
     counts[2].metric("Imbalance ratio", f"{report.get('imbalance_ratio') or 1:.1f}:1")
     counts[3].metric("Channels", "grayscale" if dataset.channels == 1 else "colour")
     for warning in report.get("warnings", []):
-        st.warning(warning)
+        st.warning(plain(warning))  # it names classes and files as the user wrote them
     left, middle, right = st.columns([2, 1, 1])
     left.plotly_chart(plots.class_balance_figure(report), key="balance_chart")
     middle.plotly_chart(plots.size_figure(dataset.records), key="size_chart")
     right.plotly_chart(plots.aspect_figure(dataset.records), key="aspect_chart")
 
-    fixes = (
-        (
-            "label_conflicts",
-            "Same image under two labels",
-            health.fix_label_conflicts,
-            "Remove conflicting images",
-        ),
-        ("leaks", "Same image in two splits", health.fix_leaks, "Move leaked copies to train"),
-        (
-            "duplicates",
-            "Exact duplicates within a class",
-            health.remove_duplicates,
-            "Keep one copy of each",
-        ),
-    )
-    for key, title, fix, button in fixes:
-        problems = report.get(key) or []
-        if not problems:
+    fixes = {
+        "label_conflicts": (health.fix_label_conflicts, "Remove conflicting images"),
+        "leaks": (health.fix_leaks, "Move leaked copies to train"),
+        "duplicates": (health.remove_duplicates, "Keep one copy of each"),
+    }
+    for key, (title, _) in health.FINDINGS.items():
+        # Images by the names they were uploaded under; the stored names come last.
+        rows = health.finding_rows(report, key)
+        if not rows:
             continue
-        with st.expander(f"{title}: {len(problems)}", expanded=key != "duplicates"):
-            st.dataframe(problems, hide_index=True, width="stretch")
+        with st.expander(f"{title}: {len(rows)}", expanded=key in ("label_conflicts", "leaks")):
+            st.dataframe(rows, hide_index=True, width="stretch")
+            if key not in fixes:
+                continue
+            fix, button = fixes[key]
             if can_edit() and st.button(button, key=f"fix_{key}"):
                 changed = attempt(fix, name, edits="change datasets")
                 if changed is not None:

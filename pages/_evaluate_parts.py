@@ -12,7 +12,7 @@ from cnnlab import eval_plots, runs
 from cnnlab.data.dataset import load_dataset
 from cnnlab.evaluate import Evaluation
 from cnnlab.study import list_studies, load_study, start_imbalance_study
-from pages._ui import attempt, can_edit
+from pages._ui import attempt, can_edit, plain
 
 GALLERY_COLUMNS = 6
 STUDY_REFRESH_S = 5
@@ -31,14 +31,17 @@ def gallery(predictions, limit: int, empty: str) -> None:
         ):
             with column:
                 caption = (
-                    f"true **{prediction.true}** · pred **{prediction.pred}** · "
+                    f"true **{plain(prediction.true)}** · pred **{plain(prediction.pred)}** · "
                     f"{prediction.confidence:.0%} · loss {prediction.loss:.2f}"
                 )
+                # The image by the name it was uploaded under; the stored name on hover.
+                name = prediction.source or Path(prediction.file).name
                 if Path(prediction.file).exists():
                     st.image(prediction.file, width="stretch")
                 else:
-                    st.caption(f"(image gone: {Path(prediction.file).name})")
+                    name = f"(image gone: {name})"
                 st.markdown(caption)
+                st.caption(plain(name), help=f"Stored as {prediction.file}")
 
 
 def per_class_section(evaluation: Evaluation) -> None:

@@ -52,7 +52,7 @@ def verdict(prediction: Prediction, threshold: float) -> None:
         st.error(f"Could not read this file: {prediction.error}")
     elif prediction.unsure(threshold):
         st.warning(
-            f"**Unsure**: the top guess, {prediction.label}, has only "
+            f"**Unsure**: the top guess, {plain(prediction.label)}, has only "
             f"{prediction.confidence:.1%}, under the {threshold:.0%} threshold."
         )
     else:
@@ -146,6 +146,14 @@ def export_panel(predictor: Predictor) -> None:
             file_name=f"{run_id}.keras",
             mime="application/octet-stream",
             key="pr_download_keras",
+        )
+        st.download_button(
+            f"Download {export.LABELS_FILE}",
+            data=export.labels_text(predictor.class_names_),
+            file_name=f"{run_id}-{export.LABELS_FILE}",
+            mime="text/plain",
+            key="pr_download_labels",
+            help="The class names, one per line: line i names the model's output i.",
         )
         fmt = st.radio(
             "Format", export.FORMATS, format_func=export.FORMAT_TITLES.get, horizontal=True,

@@ -130,3 +130,14 @@ def tiny_dataset(workspace) -> str:
     """A dataset named ``tiny`` in a fresh workspace: 3 classes x 10 RGB 24x24 images,
     split 6/2/2 per class. Returns the name."""
     return make_dataset_on_disk("tiny", {"cat": 10, "dog": 10, "fox": 10}, splits=(6, 2, 2))
+
+
+def widget_keys(at) -> set[str]:
+    """The keys of every widget an AppTest run drew (to check who sees which control)."""
+
+    def walk(node):
+        yield node
+        for child in getattr(node, "children", {}).values():
+            yield from walk(child)
+
+    return {node.key for node in walk(at._tree) if getattr(node, "key", None)}

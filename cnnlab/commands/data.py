@@ -10,6 +10,7 @@ from tqdm import tqdm
 
 from cnnlab.cli import add_json_flag, print_json
 from cnnlab.data.dataset import Dataset, list_datasets
+from cnnlab.data.health import FINDINGS, finding_rows
 from cnnlab.data.ingest import IngestReport, ingest
 from cnnlab.data.samples import ShapesSpec
 
@@ -130,7 +131,22 @@ def _summary(report: IngestReport) -> str:
     if health.get("warnings"):
         lines.append("Warnings:")
         lines += [f"  - {warning}" for warning in health["warnings"]]
+    lines += _findings(health)
     return "\n".join(lines)
+
+
+def _findings(health: dict[str, Any], shown: int = 10) -> list[str]:
+    """Duplicates, conflicts, leaks and tiny images, named as they were uploaded."""
+    lines = []
+    for kind, (title, about) in FINDINGS.items():
+        rows = finding_rows(health, kind)
+        if not rows:
+            continue
+        lines.append(f"{title} ({about}: images as uploaded):")
+        lines += [f"  {row[about]}: {row['images']}" for row in rows[:shown]]
+        if len(rows) > shown:
+            lines.append(f"  ... and {len(rows) - shown} more (see --json)")
+    return lines
 
 
 class _ProgressBar:

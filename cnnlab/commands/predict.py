@@ -105,6 +105,7 @@ def run_export(args: argparse.Namespace) -> int:
         print_json(out)
     else:
         print(f"{result.path} ({result.size_bytes / 2**20:.1f} MB)")
+        print(f"{result.labels_path} (class names, one per line in output order)")
         if report is not None:
             print(report.summary())
             if report.skipped:

@@ -2,16 +2,22 @@
 
 Layout under ``$CNNLAB_HOME/datasets/<name>/``::
 
-    dataset.json   metadata: name, created, source, channels, classes, split fractions,
-                   seed, augmentation spec (the default for runs), orientation_matters,
-                   rejected, ignored
+    dataset.json   metadata: name, created, source, channels, classes, class_folders,
+                   split fractions, seed, augmentation spec (the default for runs),
+                   orientation_matters, rejected, ignored
     index.csv      one row per image: file,label,split,sha,width,height,source
     health.json    the health report (see ``cnnlab.data.health``)
-    images/<label>/<sha16>.<ext>   each image, normalised once at ingest
+    images/<key>/<sha16>.<ext>   each image, normalised once at ingest
 
-``file`` in the index is relative to the dataset folder. ``sha`` is the SHA-256 of the
-normalised pixels, so the same picture saved twice (even as another format) has the
-same hash. ``split`` is one of ``train``, ``val``, ``test``.
+``label`` is the class name as the user wrote it (``golden retriever``, ``猫``); ``key``
+is its folder, a safe name unique in the dataset (``golden-retriever``,
+``class-1a2b3c4d``), and ``class_folders`` maps each key to its name (see
+:mod:`cnnlab.data.classes`). Datasets made before names were kept have key == label.
+``file`` in the index is relative to the dataset folder; ``source`` is the name the
+file had in the upload (``cats/same.png``), empty for images ingested before it was
+recorded. ``sha`` is the SHA-256 of the normalised pixels, so the same picture saved
+twice (even as another format) has the same hash. ``split`` is one of ``train``,
+``val``, ``test``.
 
 ``orientation_matters`` says whether mirroring or turning an image changes its meaning
 (digits, text, scans: true; ordinary photos: false); augmentation then leaves out flips
@@ -39,12 +45,17 @@ class Record:
     """One image of a dataset."""
 
     file: str  # path relative to the dataset folder
-    label: str  # class name
+    label: str  # class name, as the user wrote it
     split: str  # train, val or test
     sha: str  # SHA-256 of the normalised pixels
     width: int
     height: int
     source: str = ""  # the name the file had in the upload
+
+    @property
+    def upload_name(self) -> str:
+        """The name the user knows this image by: its upload's, else the stored one."""
+        return self.source or self.file
 
 
 class Dataset:
@@ -89,15 +100,26 @@ class Dataset:
         return sorted({record.label for record in self.records})
 
     def split(self, split: str) -> list[Record]:
-        if split not in SPLITS:
-            raise CnnlabError(f"`split` must be one of {', '.join(SPLITS)}. Received: {split!r}")
-        return [record for record in self.records if record.split == split]
+        """The records of ``split``, or of several joined by ``+`` (``train+val``)."""
+        wanted = split.split("+") if isinstance(split, str) else [split]
+        if not all(name in SPLITS for name in wanted):
+            raise CnnlabError(
+                f"`split` must be one of {', '.join(SPLITS)}, or several joined by '+' "
+                f"(train+val). Received: {split!r}"
+            )
+        return [record for record in self.records if record.split in wanted]
 
     def files_and_labels(self, split: str) -> tuple[list[str], list[int]]:
         """Absolute image paths and integer labels (indices into ``class_names``)."""
         index = {label: i for i, label in enumerate(self.class_names)}
         rows = self.split(split)
         return [str(self.path / row.file) for row in rows], [index[row.label] for row in rows]
+
+    def upload_names(self, files: list[str]) -> list[str]:
+        """The upload name of each image path (as ``files_and_labels`` gives them); a
+        path the index does not list keeps its own name."""
+        known = {str(self.path / record.file): record.upload_name for record in self.records}
+        return [known.get(str(file), str(file)) for file in files]
 
     def health(self) -> dict[str, Any]:
         return workspace.read_json(self.path / "health.json", default={}) or {}

@@ -3,21 +3,26 @@
 :func:`health_report` is a pure function of the index rows: class counts per split,
 imbalance, duplicates, label conflicts, leaks between splits, size and aspect
 statistics, tiny images and classes too small to split, plus plain sentences that say
-what to do about each. The fixes (:func:`remove_duplicates`, :func:`fix_label_conflicts`,
-:func:`fix_leaks`) rewrite a stored dataset and return how many images they changed.
+what to do about each. Every finding names its images as the user uploaded them
+(``source``/``sources``: ``cats/same.png``) beside their stored names (``file``/``files``:
+``images/cats/<hash>.png``); :func:`finding_rows` lays them out for people. The fixes
+(:func:`remove_duplicates`, :func:`fix_label_conflicts`, :func:`fix_leaks`) rewrite a
+stored dataset and return how many images they changed.
 """
 
 from __future__ import annotations
 
 import statistics
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import replace
 from typing import Any
 
+from cnnlab.data.classes import base_key
 from cnnlab.data.dataset import SPLITS, Record
 from cnnlab.data.splits import DEFAULT_SPLIT, minimum_per_class
 from cnnlab.data.store import rewrite
+from cnnlab.errors import CnnlabError
 
 # Images with a side below this many pixels are listed as "tiny".
 TINY_SIDE = 16
@@ -41,6 +46,8 @@ def health_report(
         ``imbalance_ratio``, ``duplicates``, ``label_conflicts``, ``leaks``, ``sizes``,
         ``tiny``, ``tiny_side``, ``too_small_classes``, ``counts`` (how many of each
         problem, even when a list is cut) and ``warnings`` (sentences for people).
+        Each duplicate, conflict and leak has ``files`` (stored names) and ``sources``
+        (upload names, in the same order); each tiny image ``file`` and ``source``.
     """
     classes: dict[str, dict[str, int]] = {}
     for record in records:
@@ -59,19 +66,17 @@ def health_report(
     for sha, copies in by_sha.items():
         if len(copies) < 2:
             continue
-        per_label: dict[str, list[str]] = defaultdict(list)
+        per_label: dict[str, list[Record]] = defaultdict(list)
         for copy in copies:
-            per_label[copy.label].append(copy.file)
-        for label, files in sorted(per_label.items()):
-            if len(files) > 1:
-                duplicates.append({"sha": sha, "label": label, "files": files})
+            per_label[copy.label].append(copy)
+        for label, same in sorted(per_label.items()):
+            if len(same) > 1:
+                duplicates.append({"sha": sha, "label": label, **_names(same)})
         if len(per_label) > 1:
-            conflicts.append(
-                {"sha": sha, "labels": sorted(per_label), "files": [c.file for c in copies]}
-            )
+            conflicts.append({"sha": sha, "labels": sorted(per_label), **_names(copies)})
         splits_seen = sorted({c.split for c in copies}, key=SPLITS.index)
         if len(splits_seen) > 1:
-            leaks.append({"sha": sha, "splits": splits_seen, "files": [c.file for c in copies]})
+            leaks.append({"sha": sha, "splits": splits_seen, **_names(copies)})
 
     minimum = minimum_per_class(split)
     too_small = [
@@ -80,7 +85,7 @@ def health_report(
         if row["total"] < minimum
     ]
     tiny = [
-        {"file": r.file, "width": r.width, "height": r.height}
+        {"file": r.file, "source": r.upload_name, "width": r.width, "height": r.height}
         for r in records
         if min(r.width, r.height) < TINY_SIDE
     ]
@@ -105,6 +110,86 @@ def health_report(
     }
     report["warnings"] = _warnings(report, split)
     return report
+
+
+def _names(records: Sequence[Record]) -> dict[str, list[str]]:
+    """Stored and upload names of some images, in the same order."""
+    return {
+        "files": [record.file for record in records],
+        "sources": [record.upload_name for record in records],
+    }
+
+
+def _sources(item: dict[str, Any]) -> list[str]:
+    """The upload names of a finding; reports written before they were recorded have
+    stored names only."""
+    if item.get("sources"):
+        return list(item["sources"])
+    if item.get("source"):
+        return [item["source"]]
+    return list(item.get("files") or [item.get("file", "")])
+
+
+# What each list of findings is called, and the column that says what it is about.
+FINDINGS = {
+    "label_conflicts": ("Same image under two labels", "labels"),
+    "leaks": ("Same image in two splits", "splits"),
+    "duplicates": ("Exact duplicates within a class", "label"),
+    "tiny": ("Tiny images", "size"),
+}
+
+
+def finding_rows(report: dict[str, Any], kind: str) -> list[dict[str, str]]:
+    """The findings of one kind (a key of :data:`FINDINGS`) as rows for people: the
+    images as uploaded first, what the finding is about, then the stored names.
+
+    Raises:
+        CnnlabError: for an unknown ``kind``.
+    """
+    if kind not in FINDINGS:
+        raise CnnlabError(f"`kind` must be one of {', '.join(FINDINGS)}. Received: kind={kind!r}")
+    about = FINDINGS[kind][1]
+    rows = []
+    for item in report.get(kind) or []:
+        if kind == "tiny":
+            detail = f"{item['width']}x{item['height']}"
+        else:
+            value = item.get(about, "")
+            detail = ", ".join(value) if isinstance(value, list) else str(value)
+        stored = item.get("files") or [item.get("file", "")]
+        rows.append(
+            {"images": ", ".join(_sources(item)), about: detail, "stored as": ", ".join(stored)}
+        )
+    return rows
+
+
+def _example(items: list[dict[str, Any]]) -> str:
+    """A warning's example, from its first finding: ``(e.g. cats/a.png and cats/b.png)``."""
+    if not items:
+        return ""
+    names = _sources(items[0])[:2]
+    return f" (e.g. {' and '.join(names)})" if names else ""
+
+
+def _look_alike_warnings(names: list[str]) -> list[str]:
+    """Classes whose names differ only in case, accents, spaces or punctuation are kept apart
+    (the user may mean two classes); say so, in case they meant one."""
+    groups: dict[str, list[str]] = defaultdict(list)
+    for name in names:
+        groups[base_key(name).casefold()].append(name)
+    return [
+        f"Classes {_and(repr(name) for name in group)} differ only in case, "
+        "accents, spaces or punctuation; they are kept as separate classes. If they are "
+        "one class, delete all but one and add their images again under its name."
+        for group in groups.values()
+        if len(group) > 1
+    ]
+
+
+def _and(items: Iterable[str]) -> str:
+    """``'a', 'b' and 'c'``."""
+    items = list(items)
+    return ", ".join(items[:-1]) + f" and {items[-1]}" if len(items) > 1 else "".join(items)
 
 
 def _size_summary(records: Sequence[Record]) -> dict[str, Any]:
@@ -149,6 +234,7 @@ def _warnings(report: dict[str, Any], split: Sequence[float]) -> list[str]:
             out.append(f"The {name} split is empty.")
         elif missing:
             out.append(f"No {name} images for class(es): {', '.join(missing[:10])}.")
+    out += _look_alike_warnings(list(classes))
     ratio = report["imbalance_ratio"]
     if ratio and ratio > IMBALANCE_WARNING:
         largest = max(classes, key=lambda label: classes[label]["total"])
@@ -160,23 +246,25 @@ def _warnings(report: dict[str, Any], split: Sequence[float]) -> list[str]:
     counts = report["counts"]
     if counts["label_conflicts"]:
         out.append(
-            f"{counts['label_conflicts']} image(s) appear under two or more labels; "
-            "the true label is unknown. Fix: remove every copy."
+            f"{counts['label_conflicts']} image(s) appear under two or more labels"
+            f"{_example(report['label_conflicts'])}; the true label is unknown. "
+            "Fix: remove every copy."
         )
     if counts["leaks"]:
         out.append(
-            f"{counts['leaks']} image(s) appear in more than one split, so evaluation "
-            "would score pictures the model trained on. Fix: move all copies to one split."
+            f"{counts['leaks']} image(s) appear in more than one split"
+            f"{_example(report['leaks'])}, so evaluation would score pictures the model "
+            "trained on. Fix: move all copies to one split."
         )
     if counts["duplicates"]:
         out.append(
-            f"{counts['duplicates']} duplicate copy(ies) within a class. "
-            "Fix: keep one copy of each."
+            f"{counts['duplicates']} duplicate copy(ies) within a class"
+            f"{_example(report['duplicates'])}. Fix: keep one copy of each."
         )
     if counts["tiny"]:
         out.append(
-            f"{counts['tiny']} image(s) have a side under {TINY_SIDE} pixels; "
-            "they may be too small to learn from."
+            f"{counts['tiny']} image(s) have a side under {TINY_SIDE} pixels"
+            f"{_example(report['tiny'])}; they may be too small to learn from."
         )
     return out
 

@@ -27,8 +27,8 @@ from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
 from cnnlab import limits, runs, workspace
+from cnnlab.data import classes, samples
 from cnnlab.data import decode as decoding
-from cnnlab.data import samples
 from cnnlab.data.dataset import SPLITS, Dataset, Record, list_datasets
 from cnnlab.data.decode import Rejected
 from cnnlab.data.sources import Source, file_entries, open_source
@@ -155,18 +155,20 @@ def add_files(
     Args:
         name: the dataset.
         files: ``(file name, content)`` pairs.
-        label: the class of every file; ``None`` for a directory upload, where each
+        label: the class of every file, kept as written (see
+            :mod:`cnnlab.data.classes`); ``None`` for a directory upload, where each
             file name is a relative path (``"root/cat/1.png"``) and the class is the
             parent folder. A split folder above it (``"train/cat/1.png"``) is kept.
         progress: called with ``(done, total)``.
 
     Raises:
-        CnnlabError: a label with no usable characters, or nothing usable.
+        CnnlabError: a label that cannot be a class name (empty, too long, with a path
+            separator or control character), or nothing usable.
     """
     safe = workspace.safe_name(name, "dataset name")
-    fixed_label = workspace.safe_name(label, "class name") if label is not None else None
+    fixed_label = classes.class_name(label, "label") if label is not None else None
     total = len(files) if hasattr(files, "__len__") else 0  # type: ignore[arg-type]
-    description = f"files (class {fixed_label})" if fixed_label else "directory upload"
+    description = f"files (class {fixed_label!r})" if fixed_label else "directory upload"
     # A list's size is known without reading it twice; a generator's is not (0).
     size = sum(len(data) for _, data in files) if isinstance(files, (list, tuple)) else 0
     opened = Source(file_entries(files, fixed_label), total, description, size=size)
@@ -215,10 +217,13 @@ def delete_class(name: str, label: str) -> dict[str, Any]:
         kept = [record for record in records if record.label != label]
         return kept, len(records) - len(kept)
 
+    dataset = Dataset(name)
+    key = classes.ClassKeys.from_records(dataset.records).keys.get(label)
     report = rewrite(name, change)[1]
-    folder = Dataset(name).path / "images" / workspace.safe_name(label, "class name")
-    if folder.is_dir() and not any(folder.iterdir()):
-        folder.rmdir()
+    if key is not None:
+        folder = workspace.inside(dataset.path, "images", key)
+        if folder.is_dir() and not any(folder.iterdir()):
+            folder.rmdir()
     return report
 
 

@@ -8,9 +8,8 @@ with a reason that says how to fix the upload.
 
 from __future__ import annotations
 
-from cnnlab import workspace
+from cnnlab.data import classes
 from cnnlab.data.splits import split_from_folder
-from cnnlab.errors import CnnlabError
 
 JUNK_NAMES = {".ds_store", "thumbs.db", "ehthumbs.db", "desktop.ini", "icon\r"}
 
@@ -84,10 +83,11 @@ def place_all(
 
 
 def class_from_folder(folder: str) -> tuple[str | None, str | None]:
-    try:
-        return workspace.safe_name(folder, "class name"), None
-    except CnnlabError:
-        return None, f"the folder name {folder!r} cannot be a class name; rename it"
+    """The class a folder names (as written, see :mod:`cnnlab.data.classes`), or why not."""
+    name, why = classes.problem(folder)
+    if why is not None:
+        return None, f"the folder name {folder!r} cannot be a class name: {why}; rename it"
+    return name, None
 
 
 def _not_in_class_folder() -> str:

@@ -146,18 +146,34 @@ def _zip_source(source: Path | BinaryIO, shown: str) -> Source:
         archive.close()
         raise CnnlabError(budget.message(declared))
     files = sorted((info for info in infos if not info.is_dir()), key=lambda i: i.filename)
-    placed = place_all([info.filename for info in files])
+    placed = place_all([member_name(info) for info in files])
 
     def entries() -> Iterator[Entry]:
         with archive:
             for info, (parts, label, split, reason, ignored) in zip(files, placed, strict=True):
-                shown_name = "/".join(parts) or info.filename
+                shown_name = "/".join(parts) or member_name(info)
                 entry = Entry(shown_name, label, split, reason=reason, ignored=ignored)
                 if entry.reason is None and not ignored:
                     entry.read = lambda info=info: _read_member(archive, info, budget)
                 yield entry
 
     return Source(entries(), len(files), f"zip {shown}", size=size)
+
+
+def member_name(info: zipfile.ZipInfo) -> str:
+    """A member's name as its author wrote it.
+
+    A zip marks UTF-8 names with a flag; without it :mod:`zipfile` reads them as CP437.
+    Many zippers (macOS's Finder among them) write UTF-8 without the flag, so a folder
+    ``猫`` would come out as mojibake: such a name is read as UTF-8 when it is valid
+    UTF-8, which CP437 text other than plain ASCII practically never is.
+    """
+    if info.flag_bits & 0x800:
+        return info.filename
+    try:
+        return info.filename.encode("cp437").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        return info.filename
 
 
 def _entry_count(handle: BinaryIO, stop_after: int) -> int | None:

@@ -21,6 +21,7 @@ from filelock import FileLock
 
 from cnnlab import workspace
 from cnnlab.data import decode as decoding
+from cnnlab.data.classes import ClassKeys
 from cnnlab.data.dataset import SPLITS, Dataset, Record, write_index
 from cnnlab.data.decode import Decoded
 from cnnlab.data.splits import DEFAULT_SPLIT, assign_splits
@@ -44,6 +45,8 @@ def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[
 
     meta = dict(meta)
     meta["classes"] = sorted({record.label for record in records})
+    # Which folder under images/ holds which class (the name as the user wrote it).
+    meta["class_folders"] = ClassKeys.from_records(records).folders()
     split = tuple(meta.get("split", {}).get(name, 0.0) for name in SPLITS)
     report = health_report(records, split=split if sum(split) else DEFAULT_SPLIT)
     write_index(path / "index.csv", records)
@@ -94,7 +97,10 @@ def staging_root() -> Path:
 
 
 class Store:
-    """Writes accepted images under ``root/images/<label>/`` and builds their records.
+    """Writes accepted images under ``root/images/<key>/`` and builds their records.
+
+    ``key`` is the class's folder (:class:`cnnlab.data.classes.ClassKeys`): an existing
+    class keeps its folder, a new one gets a folder no other class of the dataset has.
 
     A dataset is grayscale (1 channel) while every image in it is grayscale; the first
     colour image makes it RGB, and its gray images are then rewritten as RGB (their
@@ -110,6 +116,7 @@ class Store:
         self.written: list[Path] = []
         self.obsolete: list[Path] = []
         self.used = {record.file for record in existing}
+        self.keys = ClassKeys.from_records(existing)
 
     @property
     def accepted(self) -> int:
@@ -118,7 +125,7 @@ class Store:
     def put(self, decoded: Decoded, label: str, source: str, split: str | None) -> None:
         mode = "RGB" if self.channels == 3 and decoded.grayscale else None
         data, ext = decoded.encoded(mode)
-        file = self._write(label, decoded.sha, ext, data)
+        file = self._write(self.keys.key(label), decoded.sha, ext, data)
         self.pending.append(
             {
                 "file": file,
@@ -132,8 +139,8 @@ class Store:
             }
         )
 
-    def _write(self, label: str, sha: str, ext: str, data: bytes) -> str:
-        folder = f"images/{label}"
+    def _write(self, key: str, sha: str, ext: str, data: bytes) -> str:
+        folder = f"images/{key}"
         (self.root / folder).mkdir(parents=True, exist_ok=True)
         stem = sha[:16]
         file = f"{folder}/{stem}.{ext}"

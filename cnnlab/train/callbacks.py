@@ -1,4 +1,5 @@
-"""Keras callbacks of a run: progress events, checkpoints and history, the schedule.
+"""Keras callbacks of a run: progress events, checkpoints and history, the schedule,
+TensorBoard logs.
 
 Progress goes through a plain callable taking one small event dict (the worker appends
 it to ``events.jsonl``; tests collect it in a list), so nothing here knows about pages.
@@ -17,8 +18,9 @@ from typing import Any
 import keras
 
 from cnnlab import runs, workspace
-from cnnlab.run import checkpoint_file
+from cnnlab.run import Run, checkpoint_file
 from cnnlab.runs import best_in_history, monitor_improved
+from cnnlab.tensorboard import write_trial_hparams
 
 Event = dict[str, Any]
 
@@ -359,3 +361,39 @@ class ResumableEarlyStopping(keras.callbacks.EarlyStopping):
         if self.initial_best is not None:
             self.best = self.initial_best
             self.wait = self.initial_wait
+
+
+class RunTensorBoard(keras.callbacks.TensorBoard):
+    """Keras' TensorBoard callback for a run: epoch scalars (the learning rate included)
+    and the model graph, no histograms; a tuning trial's hparams at the start.
+
+    A resumed run appends new event files to the same folder, its epochs numbered on.
+    Like the checkpoints, an epoch cut short (cancel, time budget) is not logged: resume
+    redoes it.
+    """
+
+    def __init__(
+        self,
+        log_dir: Path,
+        tune: dict[str, Any] | None = None,
+        incomplete: Callable[[], bool] = lambda: False,
+    ):
+        super().__init__(log_dir=str(log_dir), histogram_freq=0, write_graph=True)
+        self.tune = tune  # the run's ``tune`` record, for a tuning trial
+        self.incomplete = incomplete  # true when the epoch ending now was cut short
+        self._hparams_written = False
+
+    def on_train_begin(self, logs=None):
+        super().on_train_begin(logs)
+        if self.tune and not self._hparams_written:  # once, not again per fit phase
+            write_trial_hparams(self.log_dir, self.tune)
+            self._hparams_written = True
+
+    def on_epoch_end(self, epoch, logs=None):
+        if not self.incomplete():
+            super().on_epoch_end(epoch, logs)
+
+
+def tensorboard_callback(run: Run, incomplete: Callable[[], bool] = lambda: False):
+    """The callback that writes ``run``'s TensorBoard logs into ``<run>/tensorboard/``."""
+    return RunTensorBoard(run.tensorboard_path, run.tune or None, incomplete)

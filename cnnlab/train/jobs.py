@@ -21,9 +21,6 @@ import importlib.metadata
 import os
 import platform
 import shutil
-import subprocess
-import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -139,7 +136,7 @@ def prepare_run(dataset_name: Any, arch: Any = "auto", spec: Any = None, **extra
         tags=tuple(extra.pop("tags", []) or []),
         **{
             key: extra.pop(key)
-            for key in ("study", "study_variant", "study_source")
+            for key in ("study", "study_variant", "study_source", "tune")
             if key in extra
         },
     )
@@ -167,27 +164,10 @@ def new_run_meta(record: RunRecord) -> dict[str, Any]:
 
 def _launch_worker(run_id: str) -> int:
     """Start the detached worker for ``run_id``; returns its pid."""
-    path = runs.run_path(run_id)
-    env = dict(os.environ)
-    package_root = str(Path(cnnlab.__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    env["PYTHONUNBUFFERED"] = "1"
-    with open(path / runs.LOG_FILE, "ab") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "cnnlab.train.worker", run_id],
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-            env=env,
-            cwd=package_root,
-        )
-    # Reap the child when it ends, so it never lingers as a zombie that looks alive.
-    threading.Thread(target=process.wait, name=f"reap-{run_id}", daemon=True).start()
-    runs.update_run(run_id, worker=runs.worker_info(process.pid))
+    pid = runs.spawn_detached("cnnlab.train.worker", run_id, runs.run_path(run_id) / runs.LOG_FILE)
+    runs.update_run(run_id, worker=runs.worker_info(pid))
     runs.touch_heartbeat(run_id)
-    return process.pid
+    return pid
 
 
 def start_run(dataset_name: Any, arch: Any = "auto", train_spec: Any = None, **extra: Any) -> str:
@@ -486,10 +466,13 @@ def continue_run(run_id: str, epochs: int) -> str:
     return run_id
 
 
-def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
+def fork_run(
+    run_id: str, checkpoint: str = "best", *, tune: dict | None = None, **changes: Any
+) -> str:
     """A new run starting from ``checkpoint`` (best or last) of ``run_id``, with
     ``changes`` to its TrainSpec (e.g. ``learning_rate=1e-4, epochs=5``) and a fresh
-    optimizer. Returns the new run id.
+    optimizer. Returns the new run id. ``tune`` makes it a tuning study's trial (see
+    :mod:`cnnlab.tune.study`: Hyperband trains a promising trial further this way).
 
     Raises:
         CnnlabError: a missing checkpoint, a change the saved model cannot take
@@ -518,6 +501,11 @@ def fork_run(run_id: str, checkpoint: str = "best", **changes: Any) -> str:
             "epoch": source.checkpoint_epoch(checkpoint),
         },
     )
+    if tune is not None:  # a tuning study's trial that goes on from an earlier one
+        record = record.replace(
+            tune=tune, tags=tuple(sorted({*record.tags, "tune"})),
+            name=f"{tune['study']} trial {tune['trial']}",
+        )  # fmt: skip
     with admitting(source.dataset):
         info = runs.create_run(new_run_meta(record))
         shutil.copyfile(checkpoint_path, info.init_model_path)

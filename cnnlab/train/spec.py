@@ -23,6 +23,9 @@ MIXED_PRECISION = ("auto", "on", "off")
 CLASS_WEIGHT_LIMITS = Range(0.001, 1000.0)
 # "dataset" means the dataset's saved AugmentSpec; a dict is an AugmentSpec of its own.
 AUGMENTATION_NAMES = ("dataset", "none")
+# The splits the model learns from: train+val once the settings are chosen (a tuning
+# study's best trial retrained), with nothing held out to stop it early.
+TRAIN_ON = ("train", "train+val")
 
 
 @dataclass(frozen=True)
@@ -94,6 +97,8 @@ class TrainSpec(Spec):
     budget_minutes: float = param(
         0.0, Range(0.0, 1440.0), "time budget of the run in minutes; 0 = no limit"
     )
+    # train+val learns from the validation images too (their scores then say little).
+    train_on: str = param("train", Choice(TRAIN_ON), "splits the model learns from")
     # Seeds weights, shuffling and augmentation; same seed + spec on CPU = same result.
     seed: int = param(0, Range(0, 2**31 - 1, integer=True), "random seed")
 
@@ -119,6 +124,12 @@ class TrainSpec(Spec):
             )
         if augmentation is None:
             object.__setattr__(self, "augmentation", "none")
+        if self.train_on != "train" and self.early_stopping:
+            raise CnnlabError(
+                f"`train_on` is {self.train_on!r}: the validation images are learnt from, so "
+                "they cannot tell early stopping when to stop. Set early_stopping=false and "
+                "the number of epochs to train."
+            )
         if self.warmup_epochs >= self.epochs:
             raise CnnlabError(
                 f"`warmup_epochs` ({self.warmup_epochs}) must be less than `epochs` "

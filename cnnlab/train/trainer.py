@@ -238,7 +238,7 @@ class Trainer:
             },
         )
 
-        train_files, train_labels = dataset.files_and_labels("train")
+        train_files, train_labels = dataset.files_and_labels(spec.train_on)
         labels = np.asarray(train_labels)
         self.class_weights_ = class_weights_for(spec, labels, class_names)
         runs.update_run(
@@ -326,7 +326,7 @@ class Trainer:
         tf = _tf()
         train_ds = make_dataset(
             dataset,
-            "train",
+            spec.train_on,
             spec.image_size,
             spec.batch_size,
             shuffle=True,
@@ -419,6 +419,8 @@ class Trainer:
             return (time.monotonic() - training_start) / max(self._deadline - training_start, 1e-9)
 
         callbacks = [cb.learning_rate_schedule(spec, time_used)]
+        # Before ReduceLROnPlateau: it logs the learning rate the epoch trained with.
+        callbacks.append(cb.tensorboard_callback(self._run, checkpoint.incomplete))
         mode = "min" if spec.monitor.endswith("loss") else "max"
         if spec.schedule == "plateau":
             callbacks.append(
@@ -460,7 +462,7 @@ class Trainer:
 
     def _evaluate(self, model, dataset, spec, class_names, progress, started) -> dict:
         """One batched pass over the test split: metrics.json and predictions.csv."""
-        from cnnlab.scoring import SCORE_BATCH, score_test_split
+        from cnnlab.scoring import SCORE_BATCH, score_split
 
         history = self._run.history()
         epochs_run = len(history.get("loss", []))
@@ -480,12 +482,29 @@ class Trainer:
             values = history.get(key) or []
             if final_epoch and len(values) >= final_epoch:
                 metrics[key if key.startswith("val_") else f"train_{key}"] = values[final_epoch - 1]
-        files, truth, probabilities = score_test_split(
-            lambda images: model(images, training=False),
-            dataset,
-            spec.image_size,
-            max(spec.batch_size, SCORE_BATCH),
+
+        def forward(images):
+            return model(images, training=False)
+
+        batch = max(spec.batch_size, SCORE_BATCH)
+        # The validation split's macro F1: what a tuning study may optimise (the test
+        # split stays for judging its result).
+        _, val_truth, val_probabilities = score_split(
+            forward, dataset, spec.image_size, batch, split="val"
         )
+        if len(val_truth):
+            from sklearn.metrics import f1_score
+
+            metrics["val_macro_f1"] = float(
+                f1_score(
+                    val_truth,
+                    val_probabilities.argmax(axis=1),
+                    average="macro",
+                    labels=range(len(class_names)),
+                    zero_division=0,
+                )
+            )
+        files, truth, probabilities = score_split(forward, dataset, spec.image_size, batch)
         if files:
             predicted = probabilities.argmax(axis=1)
             confidence = probabilities[np.arange(len(predicted)), predicted]

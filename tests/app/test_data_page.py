@@ -87,10 +87,14 @@ def test_loose_files_need_a_class(pets, tmp_path):
     at.file_uploader(key="ingest_files").set_value(("new.png", png, "image/png")).run()
     at.button(key="ingest_files_go").click().run()
     assert "Give these images a class name" in at.error[0].value
-    at.text_input(key="ingest_label").set_value("owl").run()
+    at.text_input(key="ingest_label").set_value("owls/hawks").run()
     at.button(key="ingest_files_go").click().run()
     assert not at.exception
-    assert "owl" in load_dataset("pets").class_names
+    assert "path separator" in at.error[0].value and "e.g. 'owls - hawks'" in at.error[0].value
+    at.text_input(key="ingest_label").set_value("snowy owl").run()
+    at.button(key="ingest_files_go").click().run()
+    assert not at.exception
+    assert "snowy owl" in load_dataset("pets").class_names
 
 
 def test_health_gallery_and_preview(pets):
@@ -189,3 +193,26 @@ def test_augmentation_widgets_include_crop(pets):
     from cnnlab.data.augment import load_augment
 
     assert load_augment("pets").crop == pytest.approx(0.3)
+
+
+def test_findings_and_class_names_shown_as_uploaded(workspace, tmp_path):
+    import shutil
+
+    folder = write_image_folders(tmp_path / "up", {"golden retriever": 6, "cat_*x*": 6})
+    shutil.copy(folder / "cat_*x*" / "cat_*x*_0.png", folder / "cat_*x*" / "same.png")
+    ingest.ingest(folder, "named")
+    at = page("named")
+    assert not at.exception
+    (table,) = [frame.value for frame in at.dataframe]
+    # The duplicate pair by the names the user uploaded, the stored names last.
+    assert list(table.columns) == ["images", "label", "stored as"]
+    assert table["images"][0] == "cat_*x*/cat_*x*_0.png, cat_*x*/same.png"
+    assert table["stored as"][0].startswith("images/cat_-x/")
+    # Markdown specials in the names are shown as written, not as emphasis.
+    assert any("cat\\_\\*x\\*/same\\.png" in w.value for w in at.warning)
+
+    at = page("named", tab="Gallery")
+    assert at.selectbox(key="gallery_class").options == ["cat_*x*", "golden retriever"]
+    assert "7 image(s) of class cat\\_\\*x\\*" in text_of(at)
+    files = at.multiselect(key="gallery_delete_files")
+    assert "cat_*x*/same.png" in files.options

@@ -108,6 +108,17 @@ def test_top_losses_lists_every_error(trained):
 
 
 @pytest.mark.slow
+def test_gallery_names_images_as_uploaded(trained):
+    at = page(trained)
+    # The test images (the last two of each class) by their upload names, not hashes.
+    uploads = {f"{label}\\_{i}\\.png" for label in ("cat", "dog", "fox") for i in (8, 9)}
+    captions = [caption.value for caption in at.caption]
+    assert uploads & set(captions)
+    stored = [caption.help for caption in at.caption if caption.value in uploads]
+    assert stored and all(text.startswith("Stored as ") for text in stored)
+
+
+@pytest.mark.slow
 def test_normalised_toggle_and_other_tabs_render(trained):
     at = page(trained)
     at.radio(key="ev_cm_mode").set_value("row-normalised").run()

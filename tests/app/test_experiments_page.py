@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 
 import pandas as pd
@@ -96,6 +97,17 @@ def test_comparison_shows_config_diff_and_f1(two_runs):
     assert "train.batch_size" not in settings  # equal settings are left out
     f1 = next(frame for frame in frames if list(frame.columns) == [first, "weighted"])
     assert list(f1.index) == ["cat", "dog", "fox"]
+
+
+def test_shows_the_command_that_opens_tensorboard(two_runs):
+    first, second = two_runs
+    at = page()
+    assert not at.exception, at.exception
+    command = f"CNNLAB_HOME={os.environ['CNNLAB_HOME']} python -m cnnlab tensorboard"
+    assert [code.value for code in at.code] == [command]  # no selection: every run
+    at.multiselect(key="ex_selected").set_value([second, first]).run()
+    assert not at.exception, at.exception
+    assert [code.value for code in at.code] == [f"{command} {second} {first}"]
 
 
 def test_rename_and_tag(two_runs):

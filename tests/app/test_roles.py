@@ -11,7 +11,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab import access, devices
 from pages._ui import ROLE_KEY
-from tests.conftest import REPO, make_dataset_on_disk
+from tests.conftest import REPO, make_dataset_on_disk, widget_keys
 from tests.runs_fixture import make_trained_run
 
 APP = str(REPO / "app.py")
@@ -36,15 +36,6 @@ def protected(monkeypatch, tmp_path):
     monkeypatch.delenv(access.VIEWER_PASSWORD, raising=False)
 
 
-def keys(at: AppTest) -> set[str]:
-    def walk(node):
-        yield node
-        for child in getattr(node, "children", {}).values():
-            yield from walk(child)
-
-    return {node.key for node in walk(at._tree) if getattr(node, "key", None)}
-
-
 def labels(at: AppTest) -> str:
     return " ".join(str(getattr(tab, "label", "")) for tab in at.tabs)
 
@@ -60,6 +51,8 @@ PAGES = {
     "predict": ("5_predict.py", {}, {"pr_export_go", "pr_download_keras"}, {"pr_run"}),
     "experiments": ("6_experiments.py", {}, {"ex_save", "ex_delete", "ex_bundle"},
                     {"ex_open"}),
+    # Without a study the page shows only its start form (to editors).
+    "tune": ("7_tune.py", {}, {"tune_start", "tune_space"}, set()),
 }  # fmt: skip
 
 
@@ -80,20 +73,20 @@ def test_viewers_see_no_control_that_changes_shared_state(name, trained, protect
     _, _, editor_only, everyone = PAGES[name]
     viewer = open_page(name, trained, None)
     assert not viewer.exception
-    assert everyone <= keys(viewer)
-    assert not editor_only & keys(viewer)
+    assert everyone <= widget_keys(viewer)
+    assert not editor_only & widget_keys(viewer)
     assert "Manage" not in labels(viewer)
 
     editor = open_page(name, trained, access.EDITOR)
     assert not editor.exception
-    assert editor_only | everyone <= keys(editor)
+    assert editor_only | everyone <= widget_keys(editor)
 
 
 def test_open_workspace_everyone_is_an_editor(trained, monkeypatch, tmp_path):
     monkeypatch.setattr(access, "SECRETS_FILES", (tmp_path / "none.toml",))
     monkeypatch.delenv(access.EDITOR_PASSWORD, raising=False)
     at = open_page("experiments", trained, None)
-    assert {"ex_save", "ex_delete"} <= keys(at)
+    assert {"ex_save", "ex_delete"} <= widget_keys(at)
 
 
 def test_a_viewer_action_is_refused_even_if_reached(trained, protected):

@@ -49,6 +49,12 @@ def test_export_and_parity(run_home, fmt):
     result = export.export_model(run_id, fmt)
     assert result.path == runs.run_path(run_id) / "export" / result.path.name
     assert result.path.exists() and result.size_bytes > 1000
+    # labels.txt names output i on line i, as the run's class names are written.
+    labels = result.labels_path.read_text("utf-8")
+    assert labels.splitlines() == list(runs.load_run(run_id).class_names)
+    if fmt == "savedmodel":  # the downloaded zip carries its own copy
+        zipped = zipfile.ZipFile(io.BytesIO(export.download(result)[1]))
+        assert zipped.read(f"{run_id}-savedmodel/labels.txt").decode() == labels
     report = export.check_export(run_id, fmt)
     assert report.images == 6 and report.skipped == 0
     assert report.agreement == 1.0 and report.disagreements == 0

@@ -58,11 +58,16 @@ def test_duplicates_conflicts_and_leaks():
         rec("c1", "dog", "test", sha="C"),
     ]
     report = health_report(records)
-    assert report["duplicates"] == [{"sha": "A", "label": "cat", "files": ["a1", "a2"]}]
-    assert report["label_conflicts"] == [
-        {"sha": "B", "labels": ["cat", "dog"], "files": ["b1", "b2"]}
+    # Records without an upload name (older ingests) are named by their stored file.
+    assert report["duplicates"] == [
+        {"sha": "A", "label": "cat", "files": ["a1", "a2"], "sources": ["a1", "a2"]}
     ]
-    assert report["leaks"] == [{"sha": "A", "splits": ["train", "val"], "files": ["a1", "a2"]}]
+    assert report["label_conflicts"] == [
+        {"sha": "B", "labels": ["cat", "dog"], "files": ["b1", "b2"], "sources": ["b1", "b2"]}
+    ]
+    assert report["leaks"] == [
+        {"sha": "A", "splits": ["train", "val"], "files": ["a1", "a2"], "sources": ["a1", "a2"]}
+    ]
     assert report["counts"] == {"duplicates": 1, "label_conflicts": 1, "leaks": 1, "tiny": 0}
     text = " ".join(report["warnings"])
     assert "under two or more labels" in text and "more than one split" in text
@@ -77,7 +82,7 @@ def test_imbalance_sizes_tiny_and_too_small_classes():
     assert any("imbalanced: 'cat' has 4x" in w for w in report["warnings"])
     assert report["sizes"]["width"] == {"min": 10, "median": 100, "max": 100}
     assert report["sizes"]["aspect"]["min"] == 0.25
-    assert report["tiny"] == [{"file": "d0", "width": 10, "height": 40}]
+    assert report["tiny"] == [{"file": "d0", "source": "d0", "width": 10, "height": 40}]
     assert report["too_small_classes"] == [{"label": "dog", "images": 2, "minimum": 3}]
     assert any("Class 'dog' has 2 image(s); at least 3" in w for w in report["warnings"])
 

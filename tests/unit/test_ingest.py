@@ -260,9 +260,14 @@ def test_zip_slip_entries_are_never_written_outside(workspace, tmp_path):
     assert len(written) == 3
 
 
-def test_class_folder_named_like_a_path_cannot_escape(workspace):
-    report = add_files("esc", [("a.png", png(1)), ("b.png", png(2))], "../../outside")
-    assert report.classes == {"outside": 2}
+def test_class_named_like_a_path_is_refused_and_cannot_escape(workspace):
+    # Class names are kept as written, so one holding a path is refused, not cleaned.
+    with pytest.raises(CnnlabError, match="path separator"):
+        add_files("esc", [("a.png", png(1)), ("b.png", png(2))], "../../outside")
+    assert list_datasets() == []
+    # A name that only looks like one is stored under a safe folder inside the dataset.
+    report = add_files("esc", [("a.png", png(1)), ("b.png", png(2))], "..outside..")
+    assert report.classes == {"..outside..": 2}
     dataset = Dataset("esc")
     for record in dataset.records:
         resolved = (dataset.path / record.file).resolve()

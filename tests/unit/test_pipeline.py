@@ -235,7 +235,11 @@ def test_load_arrays_is_in_index_order(tiny):
         ({"image_size": 4}, r"`image_size` must be in \[8, 1024\]. Received: image_size=4"),
         ({"batch_size": 0}, r"`batch_size` must be in \[1, 4096\]. Received: batch_size=0"),
         ({"batch_size": 2.5}, r"`batch_size` must be a whole number. Received: batch_size=2.5"),
-        ({"split": "holdout"}, r"`split` must be one of train, val, test. Received: 'holdout'"),
+        (
+            {"split": "holdout"},
+            r"`split` must be one of train, val, test, or several joined by '\+' "
+            r"\(train\+val\)\. Received: 'holdout'",
+        ),
     ],
 )
 def test_bad_arguments_name_the_field(tiny, kwargs, message):

@@ -25,6 +25,8 @@ def test_mirrored_strategy_on_two_logical_cpus(tiny_dataset, monkeypatch):
     assert device["replicas"] == 2
     assert device["strategy"].startswith("MirroredStrategy")
     assert runs.read_metrics(run_id)["test_images"] == 6
+    # TensorBoard logs under the strategy too.
+    assert list((info.tensorboard_path / "validation").glob("events.out.tfevents.*"))
 
 
 def test_a_bad_logical_cpu_setting_fails_the_run_with_a_message(tiny_dataset, monkeypatch):
