@@ -25,6 +25,7 @@ def go_to(page, title: str) -> None:
     """Click a page in the sidebar, as a person would (and again if a rerun that was
     already under way, e.g. a live panel's final redraw, swallowed the click)."""
     heading = page.locator("[data-testid='stMain'] h1", has_text=title)
+    errors_before = len(page.watch.errors)
     for _ in range(3):
         page.locator("[data-testid='stSidebarNav'] a", has_text=title).click()
         try:
@@ -34,6 +35,7 @@ def go_to(page, title: str) -> None:
             continue
     heading.wait_for()
     wait_idle(page)
+    page.watch.forgive_stale_media(errors_before)
 
 
 def shoot(page, name: str) -> None:
