@@ -16,7 +16,17 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 
 # Verb modules, in the order ``--help`` lists them.
-COMMAND_MODULES = ("data", "arch", "train", "evaluate", "predict", "tune", "system", "tensorboard")
+COMMAND_MODULES = (
+    "data",
+    "arch",
+    "train",
+    "evaluate",
+    "audit",
+    "predict",
+    "tune",
+    "system",
+    "tensorboard",
+)
 
 
 def build_parser() -> argparse.ArgumentParser:

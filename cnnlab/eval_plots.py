@@ -16,7 +16,7 @@ import numpy as np
 import plotly.graph_objects as go
 
 from cnnlab.evaluate import Evaluation
-from cnnlab.plots import category_ticks, styled
+from cnnlab.plots import category_ticks, last_point, styled
 
 PALETTE = ("#4C78A8", "#F58518", "#54A24B", "#E45756", "#72B7B2", "#B279A2", "#FF9DA6")
 
@@ -90,14 +90,9 @@ def cell_from_selection(selection: Any, labels: Sequence[str]) -> tuple[str, str
     Accepts Streamlit's selection state (``event.selection`` or the dict under the
     chart's key in ``session_state``); reads the point's ``customdata`` or its x/y.
     """
-    if selection is None:
+    point = last_point(selection)
+    if point is None:
         return None
-    if isinstance(selection, Mapping) and "selection" in selection:
-        selection = selection["selection"]
-    points = selection.get("points") if isinstance(selection, Mapping) else None
-    if not points:
-        return None
-    point = points[-1]
     labels = [str(label) for label in labels]
     custom = point.get("customdata")
     if isinstance(custom, (list, tuple)) and len(custom) == 2:

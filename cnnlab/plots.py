@@ -9,7 +9,8 @@ registers the ``cnnlab`` plotly template that every figure builder applies throu
 from __future__ import annotations
 
 import html
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -51,6 +52,15 @@ def styled(figure: go.Figure, title: str, height: int, **layout) -> go.Figure:
     title = html.escape(title, quote=False)
     figure.update_layout(template=template, title=title, height=height, **layout)
     return figure
+
+
+def last_point(selection: Any) -> dict | None:
+    """The last point of a plotly selection, from Streamlit's selection state
+    (``event.selection``, or the dict under the chart's key in ``session_state``)."""
+    if isinstance(selection, Mapping) and "selection" in selection:
+        selection = selection["selection"]
+    points = selection.get("points") if isinstance(selection, Mapping) else None
+    return points[-1] if points else None
 
 
 def category_ticks(labels: Sequence[str]) -> dict:

@@ -10,6 +10,7 @@ import streamlit as st
 from cnnlab.data import augment, ingest
 from cnnlab.data.dataset import get_orientation_matters, list_datasets, set_orientation_matters
 from cnnlab.train.recipe import auto_augmentation, auto_image_size
+from pages._audit_parts import audit_panel
 from pages._data_parts import (
     add_images_panel,
     cached_dataset,
@@ -205,8 +206,9 @@ if name:
     # Stateful tabs: the open tab survives reruns (and the report above coming and
     # going), and only its content runs, so a 5,000-image gallery costs nothing while
     # the health report is shown.
-    titles = ["Health report", "Gallery", "Augmentation"] + (["Manage"] if can_edit() else [])
-    health_tab, gallery_tab, augment_tab, *manage_tab = st.tabs(
+    titles = ["Health report", "Gallery", "Augmentation", "Audit"]
+    titles += ["Manage"] if can_edit() else []
+    health_tab, gallery_tab, augment_tab, audit_tab, *manage_tab = st.tabs(
         titles, key="data_tab", on_change="rerun"
     )
     if health_tab.open:
@@ -218,6 +220,9 @@ if name:
     if augment_tab.open:
         with augment_tab:
             augmentation_panel(name)
+    if audit_tab.open:
+        with audit_tab:
+            audit_panel(name, cached_dataset(name, dataset_version(name)))
     if manage_tab and manage_tab[0].open:
         with manage_tab[0]:
             manage_panel(name)

@@ -9,6 +9,7 @@ import streamlit as st
 from cnnlab import eval_plots, runs
 from cnnlab.evaluate import Evaluation, errors_for_cell, evaluate_run, most_confused, top_losses
 from cnnlab.report import REPORT_FILE, html_report
+from pages._embedding_parts import embedding_section
 from pages._evaluate_parts import curves_section, gallery, imbalance_section, per_class_section
 from pages._ui import attempt, plain, run_picker
 
@@ -125,7 +126,10 @@ def main() -> None:
         mime="text/html",
         key="ev_report",
     )
-    tabs = st.tabs(["Confusion matrix", "Errors", "Per class", "Imbalance", "Curves"])
+    # The tabs rerun the page when switched, so the map's pass over the dataset only
+    # runs while its tab is open.
+    names = ["Confusion matrix", "Errors", "Per class", "Imbalance", "Curves", "Embedding map"]
+    tabs = st.tabs(names, key="ev_tab", on_change="rerun")
     with tabs[0]:
         confusion_section(evaluation)
     with tabs[1]:
@@ -136,6 +140,9 @@ def main() -> None:
         imbalance_section(info, evaluation)
     with tabs[4]:
         curves_section(evaluation)
+    with tabs[5]:
+        if tabs[5].open:
+            embedding_section(info)
 
 
 main()

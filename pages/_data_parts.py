@@ -184,6 +184,8 @@ def health_panel(name: str) -> None:
         "duplicates": (health.remove_duplicates, "Keep one copy of each"),
     }
     for key, (title, _) in health.FINDINGS.items():
+        if key == "near_duplicates":
+            continue  # shown below, as pictures side by side
         # Images by the names they were uploaded under; the stored names come last.
         rows = health.finding_rows(report, key)
         if not rows:
@@ -194,6 +196,53 @@ def health_panel(name: str) -> None:
                 continue
             fix, button = fixes[key]
             if can_edit() and st.button(button, key=f"fix_{key}"):
+                changed = attempt(fix, name, edits="change datasets")
+                if changed is not None:
+                    st.toast(f"{button}: {changed} image(s) changed.")
+                    st.rerun()
+    near_duplicates_panel(name, dataset.path, report)
+
+
+# What each kind of near-duplicate group is fixed with, and the button that says so.
+NEAR_FIXES = {
+    "conflict": (health.fix_near_conflicts, "Remove conflicting near-duplicates"),
+    "leak": (health.fix_near_leaks, "Move leaked near-duplicates to the earliest split"),
+    "duplicate": (health.remove_near_duplicates, "Keep one of each near-duplicate group"),
+}
+# Groups drawn at most (each is a row of thumbnails).
+NEAR_SHOWN = 24
+
+
+def near_duplicates_panel(name: str, folder, report: dict) -> None:
+    groups = report.get("near_duplicates") or []
+    if not groups:
+        return
+    total = report.get("counts", {}).get("near_duplicates", len(groups))
+    serious = any(group["kind"] != "duplicate" for group in groups)
+    with st.expander(f"{health.FINDINGS['near_duplicates'][0]}: {total}", expanded=serious):
+        st.caption(
+            "Pictures whose perceptual hashes differ in a few bits: the same photo resized, "
+            "re-encoded or cropped a little. Keeping one keeps the first of its group."
+        )
+        for group in groups[:NEAR_SHOWN]:
+            st.markdown(f"**{plain(health.near_kind(group))}** · {group['distance']} bit(s) apart")
+            st.image(
+                [str(folder / file) for file in group["files"]],
+                caption=[
+                    f"{source} · {label} · {split}"
+                    for source, label, split in zip(
+                        group["sources"], group["labels"], group["splits"], strict=True
+                    )
+                ],
+                width=128,
+            )
+        if len(groups) > NEAR_SHOWN:
+            st.caption(f"... and {total - NEAR_SHOWN} more group(s).")
+        if not can_edit():
+            return
+        kinds = {group["kind"] for group in groups}
+        for kind, (fix, button) in NEAR_FIXES.items():
+            if kind in kinds and st.button(button, key=f"fix_near_{kind}"):
                 changed = attempt(fix, name, edits="change datasets")
                 if changed is not None:
                     st.toast(f"{button}: {changed} image(s) changed.")

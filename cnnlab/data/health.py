@@ -1,13 +1,15 @@
 """The health report of a dataset, and the one-click fixes it offers.
 
 :func:`health_report` is a pure function of the index rows: class counts per split,
-imbalance, duplicates, label conflicts, leaks between splits, size and aspect
-statistics, tiny images and classes too small to split, plus plain sentences that say
-what to do about each. Every finding names its images as the user uploaded them
+imbalance, duplicates, label conflicts, leaks between splits, near-duplicates (the same
+picture resized, re-encoded or cropped a little; :mod:`cnnlab.data.similar`), size and
+aspect statistics, tiny images and classes too small to split, plus plain sentences that
+say what to do about each. Every finding names its images as the user uploaded them
 (``source``/``sources``: ``cats/same.png``) beside their stored names (``file``/``files``:
 ``images/cats/<hash>.png``); :func:`finding_rows` lays them out for people. The fixes
-(:func:`remove_duplicates`, :func:`fix_label_conflicts`, :func:`fix_leaks`) rewrite a
-stored dataset and return how many images they changed.
+(:func:`remove_duplicates`, :func:`fix_label_conflicts`, :func:`fix_leaks`, and for
+near-duplicates :func:`remove_near_duplicates`, :func:`fix_near_conflicts`,
+:func:`fix_near_leaks`) rewrite a stored dataset and return how many images they changed.
 """
 
 from __future__ import annotations
@@ -16,8 +18,11 @@ import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
+from cnnlab import workspace
+from cnnlab.data import similar
 from cnnlab.data.classes import base_key
 from cnnlab.data.dataset import SPLITS, Record
 from cnnlab.data.splits import DEFAULT_SPLIT, minimum_per_class
@@ -33,13 +38,18 @@ MAX_LISTED = 200
 
 
 def health_report(
-    records: Sequence[Record], *, split: Sequence[float] = DEFAULT_SPLIT
+    records: Sequence[Record],
+    *,
+    split: Sequence[float] = DEFAULT_SPLIT,
+    folder: Path | None = None,
 ) -> dict[str, Any]:
     """Summarise a dataset's index rows; the result is plain JSON.
 
     Args:
         records: the dataset's images.
         split: the dataset's train/val/test fractions (sets the per-class minimum).
+        folder: the dataset's folder; when given, its images are compared for
+            near-duplicates (their perceptual hashes are cached there).
 
     Returns:
         ``images``, ``splits``, ``classes`` ({label: {train, val, test, total}}),
@@ -48,6 +58,10 @@ def health_report(
         problem, even when a list is cut) and ``warnings`` (sentences for people).
         Each duplicate, conflict and leak has ``files`` (stored names) and ``sources``
         (upload names, in the same order); each tiny image ``file`` and ``source``.
+        ``near_duplicates`` lists groups as :func:`cnnlab.data.similar.near_duplicates`
+        gives them (``files``, ``sources``, ``labels``, ``splits``, ``kind``,
+        ``distance``; empty without ``folder``); ``counts`` has ``near_duplicates``
+        (groups), ``near_conflicts`` and ``near_leaks``.
     """
     classes: dict[str, dict[str, int]] = {}
     for record in records:
@@ -89,6 +103,7 @@ def health_report(
         for r in records
         if min(r.width, r.height) < TINY_SIDE
     ]
+    near = similar.near_duplicates_in(folder, records) if folder is not None else []
     report = {
         "images": len(records),
         "splits": split_counts,
@@ -100,12 +115,16 @@ def health_report(
         "sizes": _size_summary(records),
         "tiny": tiny[:MAX_LISTED],
         "tiny_side": TINY_SIDE,
+        "near_duplicates": near[:MAX_LISTED],
         "too_small_classes": too_small,
         "counts": {
             "duplicates": sum(len(d["files"]) - 1 for d in duplicates),
             "label_conflicts": len(conflicts),
             "leaks": len(leaks),
             "tiny": len(tiny),
+            "near_duplicates": len(near),
+            "near_conflicts": sum(item["kind"] == "conflict" for item in near),
+            "near_leaks": sum(item["kind"] == "leak" for item in near),
         },
     }
     report["warnings"] = _warnings(report, split)
@@ -136,7 +155,19 @@ FINDINGS = {
     "leaks": ("Same image in two splits", "splits"),
     "duplicates": ("Exact duplicates within a class", "label"),
     "tiny": ("Tiny images", "size"),
+    "near_duplicates": ("Near-duplicates (resized, re-encoded or cropped copies)", "kind"),
 }
+
+
+def near_kind(item: dict[str, Any]) -> str:
+    """What a near-duplicate group is, in words: ``conflict: cat, dog``."""
+    kind = item.get("kind", "")
+    if kind == "conflict":
+        return f"conflict: {', '.join(sorted(set(item.get('labels') or [])))}"
+    if kind == "leak":
+        splits = sorted(set(item.get("splits") or []), key=SPLITS.index)
+        return f"leak: {', '.join(splits)}"
+    return f"duplicate in {(item.get('labels') or [''])[0]}"
 
 
 def finding_rows(report: dict[str, Any], kind: str) -> list[dict[str, str]]:
@@ -153,6 +184,8 @@ def finding_rows(report: dict[str, Any], kind: str) -> list[dict[str, str]]:
     for item in report.get(kind) or []:
         if kind == "tiny":
             detail = f"{item['width']}x{item['height']}"
+        elif kind == "near_duplicates":
+            detail = near_kind(item)
         else:
             value = item.get(about, "")
             detail = ", ".join(value) if isinstance(value, list) else str(value)
@@ -261,10 +294,39 @@ def _warnings(report: dict[str, Any], split: Sequence[float]) -> list[str]:
             f"{counts['duplicates']} duplicate copy(ies) within a class"
             f"{_example(report['duplicates'])}. Fix: keep one copy of each."
         )
+    out += _near_warnings(report)
     if counts["tiny"]:
         out.append(
             f"{counts['tiny']} image(s) have a side under {TINY_SIDE} pixels"
             f"{_example(report['tiny'])}; they may be too small to learn from."
+        )
+    return out
+
+
+def _near_warnings(report: dict[str, Any]) -> list[str]:
+    counts = report["counts"]
+    groups = report.get("near_duplicates") or []
+    total = counts.get("near_duplicates", 0)
+    conflicts, leaks = counts.get("near_conflicts", 0), counts.get("near_leaks", 0)
+    out = []
+    if conflicts:
+        example = _example([g for g in groups if g["kind"] == "conflict"])
+        out.append(
+            f"{conflicts} near-identical picture(s) appear under two or more labels{example}; "
+            "the true label is unknown. Fix: remove every copy."
+        )
+    if leaks:
+        example = _example([g for g in groups if g["kind"] == "leak"])
+        out.append(
+            f"{leaks} near-identical picture(s) appear in more than one split{example}, so "
+            "evaluation would score pictures the model trained on. Fix: move all copies to "
+            "one split."
+        )
+    if total - conflicts - leaks:
+        example = _example([g for g in groups if g["kind"] == "duplicate"])
+        out.append(
+            f"{total - conflicts - leaks} group(s) of near-duplicates within a class"
+            f"{example}. Fix: keep one copy of each."
         )
     return out
 
@@ -333,3 +395,54 @@ def fix_leaks(name: str) -> int:
         return out, moved
 
     return rewrite(name, change)[0]
+
+
+def _near_fix(name: str, kind: str, change_group) -> int:
+    """Apply ``change_group(records, indices)`` to each near-duplicate group of ``kind``;
+    it returns the records to drop and the records to move (index -> new split)."""
+    folder = workspace.dataset_dir(name)
+
+    def change(records: list[Record]) -> tuple[list[Record], int]:
+        position = {record.file: i for i, record in enumerate(records)}
+        drop: set[int] = set()
+        moves: dict[int, str] = {}
+        for group in similar.near_duplicates_in(folder, records):
+            if group["kind"] == kind:
+                indices = [position[file] for file in group["files"]]
+                dropped, moved = change_group(records, indices)
+                drop |= dropped
+                moves |= moved
+        out = [
+            replace(record, split=moves[i]) if i in moves else record
+            for i, record in enumerate(records)
+            if i not in drop
+        ]
+        return out, len(drop) + len(moves)
+
+    return rewrite(name, change)[0]
+
+
+def remove_near_duplicates(name: str) -> int:
+    """Keep one image of each near-duplicate group within a class and split (the first
+    in the index); return how many images were removed."""
+    return _near_fix(name, "duplicate", lambda records, indices: (set(indices[1:]), {}))
+
+
+def fix_near_conflicts(name: str) -> int:
+    """Remove every image of each near-duplicate group spanning two or more labels.
+
+    As for exact conflicts, the true label is unknown, so none is kept. Returns how many
+    images were removed.
+    """
+    return _near_fix(name, "conflict", lambda records, indices: (set(indices), {}))
+
+
+def fix_near_leaks(name: str) -> int:
+    """Move the images of each near-duplicate group found in several splits into the
+    earliest of them (as :func:`fix_leaks` does); return how many images moved."""
+
+    def move(records: list[Record], indices: list[int]) -> tuple[set[int], dict[int, str]]:
+        target = min((records[i].split for i in indices), key=SPLITS.index)
+        return set(), {i: target for i in indices if records[i].split != target}
+
+    return _near_fix(name, "leak", move)

@@ -10,7 +10,8 @@ The public functions (the Data page and the CLI call exactly these):
 
 - :func:`ingest` creates a dataset from a zip, folder, uploaded zip or sample.
 - :func:`add_source` / :func:`add_files` add images or classes to a dataset.
-- :func:`delete_images`, :func:`delete_class`, :func:`delete_dataset` edit it.
+- :func:`delete_images`, :func:`relabel_images`, :func:`delete_class`,
+  :func:`delete_dataset` edit it.
 
 The health report's one-click fixes live with the report, in :mod:`cnnlab.data.health`.
 """
@@ -22,7 +23,7 @@ import shutil
 import uuid
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, BinaryIO
 
@@ -42,6 +43,7 @@ __all__ = [
     "add_source",
     "add_files",
     "delete_images",
+    "relabel_images",
     "delete_class",
     "delete_dataset",
 ]
@@ -197,6 +199,61 @@ def delete_images(name: str, files: list[str]) -> dict[str, Any]:
         return kept, len(records) - len(kept)
 
     return rewrite(name, change)[1]
+
+
+def relabel_images(name: str, labels: dict[str, str]) -> dict[str, Any]:
+    """Give images (index ``file`` -> class name) another existing class; return the
+    new health. Each image moves into its new class's folder.
+
+    Raises:
+        CnnlabError: when a file is not in the dataset or a class is not one of its
+            classes (nothing changes then), or a queued or running run trains on it.
+    """
+
+    def change(records: list[Record]) -> tuple[list[Record], int]:
+        runs.check_dataset_unused(name, "relabel images of")  # under its lock
+        known = {record.file for record in records}
+        unknown = sorted(set(labels) - known)
+        if unknown:
+            raise CnnlabError(
+                f"Not in dataset {name!r}: {', '.join(unknown[:5])}"
+                f"{' ...' if len(unknown) > 5 else ''}. Nothing was relabelled; "
+                "pass `file` values from the dataset's index."
+            )
+        names = sorted({record.label for record in records})
+        wrong = sorted(set(labels.values()) - set(names))
+        if wrong:
+            raise CnnlabError(
+                f"Dataset {name!r} has no class {', '.join(map(repr, wrong))}. "
+                f"Classes: {', '.join(names)}."
+            )
+        keys = classes.ClassKeys.from_records(r for r in records if r.file not in labels)
+        root = workspace.dataset_dir(name)
+        out, changed = [], 0
+        for record in records:
+            label = labels.get(record.file, record.label)
+            if label != record.label:
+                # A copy in the new class's folder first: the old file goes only once the
+                # new index no longer names it (see store.rewrite).
+                moved = _copy_into(root, record, keys.key(label))
+                record = replace(record, label=label, file=moved)
+                changed += 1
+            out.append(record)
+        return out, changed
+
+    return rewrite(name, change)[1]
+
+
+def _copy_into(root, record: Record, key: str) -> str:
+    stem, _, ext = record.file.rsplit("/", 1)[-1].rpartition(".")
+    folder = workspace.inside(root, "images", key)
+    folder.mkdir(parents=True, exist_ok=True)
+    file, counter = f"images/{key}/{stem}.{ext}", 1
+    while (root / file).exists():
+        file = f"images/{key}/{stem}-{counter}.{ext}"
+        counter += 1
+    shutil.copyfile(workspace.inside(root, record.file), workspace.inside(root, file))
+    return file
 
 
 def delete_class(name: str, label: str) -> dict[str, Any]:

@@ -48,7 +48,7 @@ def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[
     # Which folder under images/ holds which class (the name as the user wrote it).
     meta["class_folders"] = ClassKeys.from_records(records).folders()
     split = tuple(meta.get("split", {}).get(name, 0.0) for name in SPLITS)
-    report = health_report(records, split=split if sum(split) else DEFAULT_SPLIT)
+    report = health_report(records, split=split if sum(split) else DEFAULT_SPLIT, folder=path)
     write_index(path / "index.csv", records)
     workspace.atomic_write_json(path / "dataset.json", meta)
     workspace.atomic_write_json(path / "health.json", report)

@@ -8,7 +8,7 @@ from streamlit.testing.v1 import AppTest
 
 from cnnlab.data import ingest
 from cnnlab.data.dataset import list_datasets, load_dataset
-from tests.conftest import REPO, write_image_folders
+from tests.conftest import REPO, widget_keys, write_image_folders
 
 PAGE = str(REPO / "pages" / "1_data.py")
 TIMEOUT = 120
@@ -216,3 +216,35 @@ def test_findings_and_class_names_shown_as_uploaded(workspace, tmp_path):
     assert "7 image(s) of class cat\\_\\*x\\*" in text_of(at)
     files = at.multiselect(key="gallery_delete_files")
     assert "cat_*x*/same.png" in files.options
+
+
+def test_near_duplicates_shown_side_by_side_and_fixed_by_editors(workspace, monkeypatch):
+    from cnnlab import access
+    from cnnlab.data.dataset import Dataset
+    from tests.unit.test_similar import encoded, near_copy, picture
+
+    files = [
+        (f"train/{label}/{i}.png", encoded(picture(10 * k + i)))
+        for k, label in enumerate(("cat", "dog"), start=1)
+        for i in range(4)
+    ]
+    files += [("train/cat/b.png", encoded(picture(2))), ("train/dog/b-small.jpg", near_copy(2))]
+    ingest.add_files("looks", files, None)
+    at = page("looks")
+    assert not at.exception
+    assert "**conflict\\: cat, dog**" in text_of(at)
+    captions = [c for image in at.get("image") for c in image.proto.imgs]
+    assert [c.caption for c in captions] == [
+        "train/cat/b.png · cat · train",
+        "train/dog/b-small.jpg · dog · train",
+    ]
+    at.button(key="fix_near_conflict").click().run()
+    assert not at.exception
+    assert {r.source for r in Dataset("looks").records} == {name for name, _ in files[:-2]}
+
+    ingest.add_files("looks", files[-2:], None)
+    monkeypatch.setenv(access.EDITOR_PASSWORD, "editor-secret")
+    viewer = page("looks")
+    assert not viewer.exception
+    assert "**conflict\\: cat, dog**" in text_of(viewer)
+    assert "fix_near_conflict" not in widget_keys(viewer)

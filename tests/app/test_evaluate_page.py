@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -123,7 +124,7 @@ def test_normalised_toggle_and_other_tabs_render(trained):
     at = page(trained)
     at.radio(key="ev_cm_mode").set_value("row-normalised").run()
     assert not at.exception
-    assert len(at.tabs) == 5
+    assert len(at.tabs) == 6
     labels = [df.value for df in at.dataframe]
     per_class = next(
         frame for frame in labels if "class" in frame.columns and "f1" in frame.columns
@@ -227,3 +228,85 @@ def test_imbalance_study_shows_the_f1_change_of_each_variant(trained, monkeypatc
         for run_id in [*queued.values(), source]:
             runs.update_run(run_id, status="cancelled")
             runs.delete_run(run_id)
+
+
+def open_map(run_id) -> AppTest:
+    at = AppTest.from_file(PAGE, default_timeout=TIMEOUT)
+    at.session_state["run"] = run_id
+    at.session_state["ev_tab"] = "Embedding map"
+    return at.run()
+
+
+@pytest.mark.slow
+def test_the_map_waits_for_its_tab(trained, monkeypatch):
+    import cnnlab.embedding
+
+    called = []
+    monkeypatch.setattr(cnnlab.embedding, "features", lambda *a: called.append(a))
+    at = page(trained)
+    assert not at.exception, at.exception
+    assert not called
+    assert "ev_map_method" not in [radio.key for radio in at.radio]
+
+
+@pytest.mark.slow
+def test_the_map_draws_every_image_and_shows_a_picked_image_s_neighbours(trained):
+    from cnnlab import embedding
+    from pages._embedding_parts import NEIGHBOURS
+    from pages._ui import plain
+
+    at = open_map(trained)
+    assert not at.exception, at.exception
+    features = embedding.features(trained)
+    chart = next(c for c in at.get("plotly_chart") if "Embedding map" in c.proto.spec)
+    traces = json.loads(chart.proto.spec)["data"]
+    drawn = [c[0] for t in traces if t["name"] in ("cat", "dog", "fox") for c in t["customdata"]]
+    assert sorted(drawn) == list(range(len(features)))
+    assert at.selectbox(key="ev_map_point").value is None
+    at.radio(key="ev_map_colour").set_value("correct")
+    at.radio(key="ev_map_method").set_value("tsne").run()
+    assert not at.exception, at.exception
+    # Picking an image (what a click on its point does) shows it and its neighbours.
+    at.selectbox(key="ev_map_point").set_value(0).run()
+    assert not at.exception, at.exception
+    assert any("Nearest neighbours" in m.value for m in at.markdown)
+    near = embedding.neighbours(features, 0, NEIGHBOURS)
+    captions = [c.value for c in at.caption]
+    for other, _ in near:
+        assert any(caption.startswith(plain(features.sources[other])) for caption in captions)
+    assert any(plain(features.sources[0]) in m.value for m in at.markdown)
+
+
+def test_a_click_on_the_map_picks_the_image_drawn_there():
+    # AppTest cannot click a plotly point, so the handler the click goes through is
+    # tested on the selection Streamlit would hand over.
+    from pages._embedding_parts import selected_index
+
+    shown = [4, 9, 17]
+    assert selected_index({"selection": {"points": [{"customdata": [1]}]}}, shown) == 9
+    assert selected_index({"points": [{"customdata": [2]}]}, shown) == 17
+    assert selected_index({"points": [{"customdata": [3]}]}, shown) is None
+    assert selected_index(None, shown) is None
+
+
+@pytest.mark.slow
+def test_the_map_marks_the_datasets_audited_label_issues(trained):
+    from cnnlab import audit, runs, workspace
+    from cnnlab.data.dataset import load_dataset
+
+    dataset = load_dataset(runs.load_run(trained).dataset)
+    record = dataset.records[0]
+    issue = {"file": record.file, "source": record.upload_name, "given": record.label,
+             "suggested": record.label, "quality": 0.01}  # fmt: skip
+    path = dataset.path / audit.AUDIT_FILE
+    workspace.atomic_write_json(
+        path, {"version": audit.fingerprint(dataset), "label_issues": [issue]}
+    )
+    try:
+        at = open_map(trained)
+        assert not at.exception, at.exception
+        chart = next(c for c in at.get("plotly_chart") if "Embedding map" in c.proto.spec)
+        traces = json.loads(chart.proto.spec)["data"]
+        assert any(t["name"] == "label issues (1)" for t in traces)
+    finally:
+        path.unlink()

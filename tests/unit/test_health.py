@@ -21,6 +21,9 @@ from cnnlab.data.ingest import add_files, ingest
 from cnnlab.data.splits import assign_splits, check_fractions, minimum_per_class
 from cnnlab.errors import CnnlabError
 
+# Near-duplicates (perceptual hashes) are tested in test_similar.py; none here.
+NO_NEAR = {"near_duplicates": 0, "near_conflicts": 0, "near_leaks": 0}
+
 
 def rec(file, label, split="train", sha=None, width=24, height=24) -> Record:
     return Record(file, label, split, sha or file, width, height)
@@ -68,7 +71,13 @@ def test_duplicates_conflicts_and_leaks():
     assert report["leaks"] == [
         {"sha": "A", "splits": ["train", "val"], "files": ["a1", "a2"], "sources": ["a1", "a2"]}
     ]
-    assert report["counts"] == {"duplicates": 1, "label_conflicts": 1, "leaks": 1, "tiny": 0}
+    assert report["counts"] == {
+        "duplicates": 1,
+        "label_conflicts": 1,
+        "leaks": 1,
+        "tiny": 0,
+        **NO_NEAR,
+    }
     text = " ".join(report["warnings"])
     assert "under two or more labels" in text and "more than one split" in text
     assert "duplicate" in text
@@ -180,7 +189,13 @@ def messy(workspace):
 
 def test_fixes_clear_the_health_problems(messy):
     health = Dataset(messy).health()
-    assert health["counts"] == {"duplicates": 2, "label_conflicts": 1, "leaks": 1, "tiny": 0}
+    assert health["counts"] == {
+        "duplicates": 2,
+        "label_conflicts": 1,
+        "leaks": 1,
+        "tiny": 0,
+        **NO_NEAR,
+    }
     total = health["images"]
 
     assert fix_label_conflicts(messy) == 2
