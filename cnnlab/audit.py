@@ -17,8 +17,9 @@ the dataset's newest completed run).
 
 The result is kept in the dataset folder (``audit.json``) so the Data page shows it
 without recomputing; images the user keeps (``audit-kept.json``), removes or relabels
-are left out of the label issues from then on. ``version`` identifies the data
-audited: a hash of every image's pixels, label and split (datasets have no versions yet).
+are left out of the label issues from then on. ``version`` is the dataset version
+audited (:mod:`cnnlab.data.versions`; a fix makes a new one), and ``fingerprint`` a
+hash of every image's pixels, label and split, which says whether the audit is current.
 """
 
 from __future__ import annotations
@@ -368,7 +369,7 @@ def audit_dataset(
             f"Run {info.run_id} was trained on dataset {info.dataset!r}, not {dataset.name!r}."
         )
     check_folds(dataset, folds)
-    version = fingerprint(dataset)
+    version = dataset.version
     notes: list[str] = ["Test images are scored by the average of the fold models."]
     records, labels, probabilities = out_of_fold_probabilities(
         dataset, folds, budget_minutes, seed, on_progress=on_progress, run=info
@@ -384,6 +385,7 @@ def audit_dataset(
     result = {
         "dataset": dataset.name,
         "version": version,
+        "fingerprint": fingerprint(dataset),
         "label_issues": issues,
         "near_duplicates": duplicates,
         "outliers": outliers,
@@ -454,7 +456,6 @@ def remove(name: str, files: list[str]) -> None:
     """Remove images from the dataset (refused while a run trains on it)."""
     from cnnlab.data.ingest import delete_images
 
-    runs.check_dataset_unused(name, "remove images of")
     delete_images(name, files)
 
 
@@ -472,7 +473,7 @@ def load_audit(name: str) -> dict[str, Any] | None:
         for issue in audit.get("label_issues", [])
         if labels.get(issue["file"]) == issue["given"] and issue["file"] not in kept
     ]
-    audit["current"] = audit.get("version") == fingerprint(dataset)
+    audit["current"] = audit.get("fingerprint") == fingerprint(dataset)
     return audit
 
 

@@ -132,7 +132,7 @@ def features(run: runs.Run | str, splits: tuple[str, ...] = SPLITS) -> Embedding
 
     info = runs.as_run(run)
     splits = _check_splits(splits)
-    dataset = load_dataset(info.dataset)
+    dataset = load_dataset(info.dataset, info.record.dataset_version)
     records = [record for split in splits for record in dataset.split(split)]
     model_path = info.model_path("best")
     key = _cache_key(model_path, records, info)

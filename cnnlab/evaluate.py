@@ -502,7 +502,7 @@ def _load_test_pixels(info: Run, files: list[str]) -> np.ndarray:
 
     image_size = _image_size(info)
     try:
-        dataset = load_dataset(info.dataset)
+        dataset = load_dataset(info.dataset, info.record.dataset_version)
         if dataset.files_and_labels("test")[0] == files:
             return pipeline.load_arrays(dataset, "test", image_size)[0]
     except CnnlabError:
@@ -545,7 +545,7 @@ def _compute_probabilities(info: Run, files: list[str]) -> np.ndarray:
         return model(images, training=False)
 
     try:
-        dataset = load_dataset(info.dataset)
+        dataset = load_dataset(info.dataset, info.record.dataset_version)
         same_files = dataset.files_and_labels("test")[0] == files
     except CnnlabError:
         same_files = False  # the dataset is gone

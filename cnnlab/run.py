@@ -76,7 +76,7 @@ class RunRecord(Spec):
 
     run_id: str = ""  # the folder name
     dataset: str = ""  # the dataset trained on
-    dataset_version: str | None = None  # the dataset's version, when datasets have one
+    dataset_version: int | None = None  # the dataset's version it trains on (None: older)
     arch: Any = None  # the ArchSpec
     arch_label: str | None = None  # a short description of the architecture
     train: Any = None  # the TrainSpec

@@ -9,6 +9,7 @@ import streamlit as st
 
 from cnnlab.data import augment, ingest
 from cnnlab.data.dataset import get_orientation_matters, list_datasets, set_orientation_matters
+from cnnlab.data.versions import dataset_versions
 from cnnlab.train.recipe import auto_augmentation, auto_image_size
 from pages._audit_parts import audit_panel
 from pages._data_parts import (
@@ -177,6 +178,15 @@ def augmentation_panel(name: str) -> None:
             act(augment.save_augment, name, spec)
 
 
+def versions_panel(name: str) -> None:
+    st.caption(
+        "Every change (adding images, a fix, a relabel, a removal) makes a new version; "
+        "none is edited. A run trains, and is evaluated, on the version it started on."
+    )
+    rows = attempt(dataset_versions, name) or []
+    st.dataframe(rows[::-1], hide_index=True, width="stretch")
+
+
 def manage_panel(name: str) -> None:
     sure = st.checkbox(f"Yes, delete the dataset {name} and its images", key="delete_confirm")
     if st.button("Delete dataset", disabled=not sure, key="delete_dataset"):
@@ -206,9 +216,9 @@ if name:
     # Stateful tabs: the open tab survives reruns (and the report above coming and
     # going), and only its content runs, so a 5,000-image gallery costs nothing while
     # the health report is shown.
-    titles = ["Health report", "Gallery", "Augmentation", "Audit"]
+    titles = ["Health report", "Gallery", "Augmentation", "Audit", "Versions"]
     titles += ["Manage"] if can_edit() else []
-    health_tab, gallery_tab, augment_tab, audit_tab, *manage_tab = st.tabs(
+    health_tab, gallery_tab, augment_tab, audit_tab, versions_tab, *manage_tab = st.tabs(
         titles, key="data_tab", on_change="rerun"
     )
     if health_tab.open:
@@ -223,6 +233,9 @@ if name:
     if audit_tab.open:
         with audit_tab:
             audit_panel(name, cached_dataset(name, dataset_version(name)))
+    if versions_tab.open:
+        with versions_tab:
+            versions_panel(name)
     if manage_tab and manage_tab[0].open:
         with manage_tab[0]:
             manage_panel(name)

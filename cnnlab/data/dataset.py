@@ -68,14 +68,25 @@ class Dataset:
         records: the index rows, in index order.
     """
 
-    def __init__(self, name: str):
+    def __init__(self, name: str, version: int | None = None):
         self.name = workspace.safe_name(name, "dataset name")
         self.path = workspace.dataset_dir(self.name)
         meta = workspace.read_json(self.path / "dataset.json")
         if meta is None:
             raise _no_such_dataset(name)
         self.meta: dict[str, Any] = meta
-        self.records: list[Record] = read_index(self.path / "index.csv")
+        if version is None or version == self.version:
+            self.records: list[Record] = read_index(self.path / "index.csv")
+        else:  # an earlier version, e.g. the one a run was trained on
+            from cnnlab.data.versions import records_of
+
+            self.records = records_of(self.path, version)
+            self.meta = {**meta, "version": version}
+
+    @property
+    def version(self) -> int | None:
+        """The version these records are (None for a dataset made before versions)."""
+        return self.meta.get("version")
 
     @property
     def channels(self) -> int:
@@ -170,8 +181,9 @@ def list_datasets() -> list[str]:
     return sorted(p.name for p in root.iterdir() if (p / "dataset.json").exists())
 
 
-def load_dataset(name: str) -> Dataset:
-    return Dataset(name)
+def load_dataset(name: str, version: int | None = None) -> Dataset:
+    """Dataset ``name`` as it is now, or as it was at ``version``."""
+    return Dataset(name, version)
 
 
 # --- dataset.json ------------------------------------------------------------------------

@@ -203,15 +203,15 @@ def delete_images(name: str, files: list[str]) -> dict[str, Any]:
 
 def relabel_images(name: str, labels: dict[str, str]) -> dict[str, Any]:
     """Give images (index ``file`` -> class name) another existing class; return the
-    new health. Each image moves into its new class's folder.
+    new health. Each image moves into its new class's folder. It is a new version of
+    the dataset: runs keep the version they train on.
 
     Raises:
         CnnlabError: when a file is not in the dataset or a class is not one of its
-            classes (nothing changes then), or a queued or running run trains on it.
+            classes (nothing changes then).
     """
 
     def change(records: list[Record]) -> tuple[list[Record], int]:
-        runs.check_dataset_unused(name, "relabel images of")  # under its lock
         known = {record.file for record in records}
         unknown = sorted(set(labels) - known)
         if unknown:
@@ -257,15 +257,14 @@ def _copy_into(root, record: Record, key: str) -> str:
 
 
 def delete_class(name: str, label: str) -> dict[str, Any]:
-    """Remove a class and all its images from a dataset; return the new health.
+    """Remove a class and all its images from a dataset (a new version: earlier ones
+    keep them); return the new health.
 
     Raises:
-        CnnlabError: when the dataset has no such class, or a queued or running run
-            trains on it.
+        CnnlabError: when the dataset has no such class.
     """
 
     def change(records: list[Record]) -> tuple[list[Record], int]:
-        runs.check_dataset_unused(name, f"delete class {label!r} of")  # under its lock
         labels = sorted({record.label for record in records})
         if label not in labels:
             raise CnnlabError(
@@ -371,7 +370,7 @@ def _add(name: str, source: Source, *, progress: ProgressFn | None) -> IngestRep
             meta["channels"] = store.channels
             meta["rejected"] = (list(meta.get("rejected", [])) + rejected)[:MAX_REJECTED_KEPT]
             meta["ignored"] = int(meta.get("ignored", 0)) + ignored
-            report = save_state(dataset.path, meta, records)
+            report = save_state(dataset.path, meta, records, dataset.records)
         except BaseException:
             store.discard()
             raise

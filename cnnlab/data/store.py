@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import contextlib
-import os
 import shutil
 import time
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from filelock import FileLock
 
 from cnnlab import workspace
 from cnnlab.data import decode as decoding
+from cnnlab.data import versions
 from cnnlab.data.classes import ClassKeys
 from cnnlab.data.dataset import SPLITS, Dataset, Record, write_index
 from cnnlab.data.decode import Decoded
@@ -39,11 +39,15 @@ def dataset_lock(name: str) -> Iterator[None]:
         yield
 
 
-def save_state(path: Path, meta: dict[str, Any], records: list[Record]) -> dict[str, Any]:
-    """Write index, metadata and health of the dataset at ``path``; return the health."""
+def save_state(
+    path: Path, meta: dict[str, Any], records: list[Record], previous: list[Record] = ()
+) -> dict[str, Any]:
+    """Write index, metadata and health of the dataset at ``path``, keeping the index
+    as a new version (``previous`` is the index it replaces); return the health."""
     from cnnlab.data.health import health_report  # health's fixes import this module
 
     meta = dict(meta)
+    meta["version"] = versions.record(path, list(previous), records)
     meta["classes"] = sorted({record.label for record in records})
     # Which folder under images/ holds which class (the name as the user wrote it).
     meta["class_folders"] = ClassKeys.from_records(records).folders()
@@ -60,24 +64,15 @@ def rewrite(
 ) -> tuple[int, dict[str, Any]]:
     """Apply ``change`` to a stored dataset's records under its lock.
 
-    ``change`` returns the new records and how many images it changed. Files of records
-    that are gone are deleted after the new index is written, so a crash can leave an
-    unused file but never an index row without its image.
+    ``change`` returns the new records and how many images it changed. The result is a
+    new version (:mod:`cnnlab.data.versions`): files the new index no longer names stay,
+    for the earlier versions (and the runs trained on them).
     """
     with dataset_lock(name):
         dataset = Dataset(name)
         new_records, changed = change(list(dataset.records))
-        kept = {record.file for record in new_records}
-        report = save_state(dataset.path, dataset.meta, new_records)
-        for record in dataset.records:
-            if record.file not in kept:
-                _unlink_inside(dataset.path, record.file)
+        report = save_state(dataset.path, dataset.meta, new_records, dataset.records)
     return changed, report
-
-
-def _unlink_inside(root: Path, relative: str) -> None:
-    with contextlib.suppress(OSError):
-        os.unlink(workspace.inside(root, relative))
 
 
 # -- writing new images -----------------------------------------------------------------

@@ -126,6 +126,7 @@ def prepare_run(dataset_name: Any, arch: Any = "auto", spec: Any = None, **extra
     record = RunRecord(
         run_id=runs.new_run_id(dataset.name, arch_spec.label.split(" ")[0]),
         dataset=dataset.name,
+        dataset_version=dataset.version,
         arch=arch_spec,
         arch_label=arch_spec.label,
         train=train_spec,

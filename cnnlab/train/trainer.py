@@ -199,7 +199,8 @@ class Trainer:
 
         info = runs.load_run(self.run_id)
         spec = TrainSpec.from_dict(info.train)
-        dataset = load_dataset(info.dataset)
+        # The version the run was queued on: a change made meanwhile is a newer version.
+        dataset = load_dataset(info.dataset, info.record.dataset_version)
         class_names = info.class_names or dataset.class_names
         if dataset.class_names != class_names:
             raise CnnlabError(

@@ -300,7 +300,7 @@ def test_the_map_marks_the_datasets_audited_label_issues(trained):
              "suggested": record.label, "quality": 0.01}  # fmt: skip
     path = dataset.path / audit.AUDIT_FILE
     workspace.atomic_write_json(
-        path, {"version": audit.fingerprint(dataset), "label_issues": [issue]}
+        path, {"fingerprint": audit.fingerprint(dataset), "label_issues": [issue]}
     )
     try:
         at = open_map(trained)

@@ -102,7 +102,8 @@ def test_audit_is_saved_and_kept_images_are_not_listed_again(flipped, quick):
     issue = result["label_issues"][0]
     assert (issue["source"], issue["given"], issue["suggested"]) == ("cat_0.png", "dog", "cat")
     assert 0 <= issue["quality"] < 0.5
-    assert result["version"] == audit.fingerprint(load_dataset(name))
+    assert result["version"] == load_dataset(name).version
+    assert result["fingerprint"] == audit.fingerprint(load_dataset(name))
     assert result["outliers"] == [] and any("outliers" in n for n in result["notes"])
     saved = workspace.read_json(load_dataset(name).path / audit.AUDIT_FILE)
     assert saved["label_issues"] == result["label_issues"]
@@ -119,7 +120,9 @@ def test_relabel_and_remove_change_the_dataset(flipped, quick):
     dataset = load_dataset(name)
     fixed = next(r for r in dataset.records if r.source == "cat_0.png")
     assert fixed.label == "cat" and fixed.file.startswith("images/cat/")
-    assert (dataset.path / fixed.file).exists() and not (dataset.path / file).exists()
+    # The old file stays: the dataset's earlier versions list it.
+    assert (dataset.path / fixed.file).exists() and (dataset.path / file).exists()
+    assert file not in {record.file for record in dataset.records}
     assert audit.load_audit(name)["label_issues"] == []  # relabelled: no longer listed
     assert dataset.meta["class_folders"] == {"cat": "cat", "dog": "dog", "fox": "fox"}
 

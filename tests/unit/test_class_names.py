@@ -144,14 +144,14 @@ def test_old_datasets_load_unchanged_and_keep_their_folders(workspace, tmp_path)
     assert dataset.meta["class_folders"]["cat-2"] == "cat!"
 
 
-def test_delete_class_removes_its_own_folder(workspace, tmp_path):
+def test_delete_class_removes_it_from_the_folder_map(workspace, tmp_path):
     upload = write_image_folders(tmp_path / "up", {"猫": 4, "cat?": 4, "cat": 4})
     ingest(upload, "del")
     dataset = Dataset("del")
     key = next(iter(folders_of(dataset)["猫"]))
     delete_class("del", "猫")
     assert Dataset("del").class_names == ["cat", "cat?"]
-    assert not (dataset.path / "images" / key).exists()
+    assert key not in Dataset("del").meta["class_folders"]  # its files stay for version 1
     assert (dataset.path / "images" / "cat").is_dir()
     with pytest.raises(CnnlabError, match="has no class '猫'"):
         delete_class("del", "猫")

@@ -457,13 +457,14 @@ def test_delete_images_class_and_dataset(workspace, image_folders):
     victim = dataset.records[0]
     health = delete_images("pets", [victim.file])
     assert health["images"] == 23
-    assert not (dataset.path / victim.file).exists()
+    assert victim.file not in {record.file for record in Dataset("pets").records}
+    assert (dataset.path / victim.file).exists()  # kept: version 1 still lists it
     with pytest.raises(CnnlabError, match="Not in dataset 'pets': images/nope.png"):
         delete_images("pets", ["images/nope.png"])
     health = delete_class("pets", "dog")
     assert set(health["classes"]) == {"cat", "fox"}
     assert Dataset("pets").meta["classes"] == ["cat", "fox"]
-    assert not (dataset.path / "images" / "dog").exists()
+    assert "dog" not in Dataset("pets").meta["class_folders"]  # files kept for version 1
     with pytest.raises(CnnlabError, match="has no class 'owl'. Classes: cat, fox"):
         delete_class("pets", "owl")
     delete_dataset("pets")

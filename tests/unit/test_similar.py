@@ -104,7 +104,11 @@ def test_fixes_change_only_what_they_say(lookalikes):
     # Now in one split, the leak is a duplicate within train; the rest is clean.
     assert [g["kind"] for g in dataset.health()["near_duplicates"]] == ["duplicate"]
     on_disk = {str(p.relative_to(dataset.path)) for p in (dataset.path / "images").rglob("*.*")}
-    assert on_disk == {r.file for r in dataset.records}
+    # Removed images stay on disk for the dataset's earlier versions, and nothing else.
+    from cnnlab.data.versions import history, records_of
+
+    named = {r.file for v in history(dataset.path) for r in records_of(dataset.path, v["version"])}
+    assert {r.file for r in dataset.records} <= on_disk <= named
     assert fix_near_conflicts(lookalikes) == 0
 
 
