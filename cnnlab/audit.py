@@ -436,7 +436,7 @@ def kept_files(name: str) -> set[str]:
 
 
 def keep(name: str, files: list[str]) -> None:
-    """Mark ``files`` as labelled right: they are not listed as label issues again."""
+    """Mark ``files`` as fine as they are: not listed as label issues or outliers again."""
     from cnnlab.data.store import dataset_lock
 
     dataset = load_dataset(name)
@@ -453,15 +453,16 @@ def relabel(name: str, file: str, label: str) -> None:
 
 
 def remove(name: str, files: list[str]) -> None:
-    """Remove images from the dataset (refused while a run trains on it)."""
+    """Remove images from the dataset (a new version; earlier ones keep them)."""
     from cnnlab.data.ingest import delete_images
 
     delete_images(name, files)
 
 
 def load_audit(name: str) -> dict[str, Any] | None:
-    """The last audit of dataset ``name`` as it stands now: label issues the user kept,
-    removed or relabelled since are left out. None when it was never audited."""
+    """The last audit of dataset ``name`` as it stands now: label issues and outliers
+    the user kept, removed or relabelled since are left out. None when it was never
+    audited."""
     dataset = load_dataset(name)
     audit = workspace.read_json(dataset.path / AUDIT_FILE)
     if not isinstance(audit, dict):
@@ -472,6 +473,11 @@ def load_audit(name: str) -> dict[str, Any] | None:
         issue
         for issue in audit.get("label_issues", [])
         if labels.get(issue["file"]) == issue["given"] and issue["file"] not in kept
+    ]
+    audit["outliers"] = [
+        outlier
+        for outlier in audit.get("outliers", [])
+        if outlier["file"] in labels and outlier["file"] not in kept
     ]
     audit["current"] = audit.get("fingerprint") == fingerprint(dataset)
     return audit

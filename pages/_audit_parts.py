@@ -43,15 +43,28 @@ def audit_panel(name: str, dataset: Dataset) -> None:
     if groups:
         rows = [{"kind": g["kind"], "images": ", ".join(g["sources"])} for g in groups]
         st.dataframe(rows, hide_index=True, width="stretch", key="audit_duplicates")
+        st.caption("The Health report tab shows them side by side, with their fixes.")
     else:
         st.caption("None found.")
-    st.markdown("**Outliers** (unlike the rest of their class)")
-    outliers = result.get("outliers", [])
-    if outliers:
-        rows = [{"image": o["source"], "score": o["score"]} for o in outliers]
-        st.dataframe(rows, hide_index=True, width="stretch", key="audit_outliers")
-    else:
-        st.caption("None found.")
+    outliers_gallery(name, dataset, result.get("outliers", []))
+
+
+def outliers_gallery(name: str, dataset: Dataset, outliers: list[dict]) -> None:
+    st.markdown(f"**Outliers** ({len(outliers)}, unlike the rest of their class)")
+    if not outliers:
+        st.caption("None found (or none left to review).")
+        return
+    columns = st.columns(4)
+    for rank, outlier in enumerate(outliers[:ISSUES_PER_PAGE]):
+        with columns[rank % 4]:
+            st.image(str(dataset.path / outlier["file"]), width=96)
+            st.caption(f"{plain(outlier['source'])}  \nscore {outlier['score']:.1f}")
+            if can_edit():
+                remove, keep = st.columns(2)
+                if remove.button("Remove", key=f"audit_outlier_remove_{rank}"):
+                    act(audit.remove, name, [outlier["file"]])
+                if keep.button("Keep", key=f"audit_outlier_keep_{rank}", help="Stop listing it"):
+                    act(audit.keep, name, [outlier["file"]])
 
 
 def start_form(name: str) -> None:

@@ -64,3 +64,25 @@ def test_viewer_sees_results_without_actions(audited, monkeypatch, tmp_path):
     keys = widget_keys(at)
     assert not {k for k in keys if k.startswith(("audit_relabel", "audit_remove", "audit_keep"))}
     assert "audit_start" not in keys
+
+
+def test_outliers_can_be_removed_or_kept(audited):
+    from cnnlab import workspace
+
+    dataset = load_dataset(audited)
+    odd, other = [r for r in dataset.records if r.label == "fox"][:2]
+    saved = workspace.read_json(dataset.path / audit.AUDIT_FILE)
+    saved["outliers"] = [
+        {"file": r.file, "source": r.upload_name, "label": r.label, "split": r.split, "score": s}
+        for r, s in ((odd, 9.5), (other, 4.0))
+    ]
+    workspace.atomic_write_json(dataset.path / audit.AUDIT_FILE, saved)
+    at = open_tab(audited)
+    assert not at.exception, at.exception
+    assert "Outliers** (2" in " ".join(m.value for m in at.markdown)
+    at.button(key="audit_outlier_remove_0").click().run()
+    assert not at.exception, at.exception
+    assert odd.file not in {r.file for r in load_dataset(audited).records}
+    at.button(key="audit_outlier_keep_0").click().run()  # the other one, now first
+    assert audit.load_audit(audited)["outliers"] == []
+    assert "Outliers** (0" in " ".join(m.value for m in at.markdown)
