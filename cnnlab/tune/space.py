@@ -105,10 +105,6 @@ class Dimension:
     log: bool = False
 
     @property
-    def is_choice(self) -> bool:
-        return bool(self.values)
-
-    @property
     def integer(self) -> bool:
         limits = TUNABLE[self.name].limits
         return isinstance(limits, Range) and limits.integer

@@ -578,8 +578,9 @@ class Driver:
             tuner_id = f"slot-{index}"
             if tuner_id in self.in_flight:
                 continue
+            # Trials handed out before a crash come back through the retry queue.
             if (
-                self._started_count() >= int(self.meta["max_trials"])
+                len(self.oracle.trials) >= int(self.meta["max_trials"])
                 and not self.oracle._retry_queue
             ):
                 self.no_more = True
@@ -596,9 +597,6 @@ class Driver:
                 return  # IDLE: the oracle waits for trials in flight
             self.in_flight[tuner_id] = (trial, None)
             self._start(tuner_id, remaining)
-
-    def _started_count(self) -> int:
-        return len(self.oracle.trials)
 
     def _start(self, tuner_id: str, remaining: float | None) -> None:
         """Attach the trial to its run: the existing one, resumed if it was
