@@ -7,9 +7,11 @@ is protected, see cnnlab.access) and the limits in force.
 
 from __future__ import annotations
 
+import sys
+
 import streamlit as st
 
-from cnnlab import limits, runs
+from cnnlab import limits, predict, runs
 from cnnlab.data.dataset import list_datasets
 from pages._ui import DATASET_KEY, RUN_KEY, attempt, device_text, sign_in_panel, viewing_gate
 
@@ -111,6 +113,8 @@ def limits_table() -> None:
         st.caption("Set by whoever runs cnnlab, with these environment variables.")
 
 
+if "keras" in sys.modules:  # Streamlit clears Keras after every script run once loaded
+    predict.gate_clear_session()
 page = st.navigation(PAGES)
 viewing_gate()
 sidebar()

@@ -92,6 +92,8 @@ def _probe(model, names: tuple[str, ...], with_logits: bool = False):
     """A cached sub-model from the model's input to the outputs of ``names``."""
     import keras
 
+    from cnnlab.predict import keras_in_use
+
     cache = _PROBES.setdefault(model, {})
     key = (names, with_logits)
     if key not in cache:
@@ -99,7 +101,8 @@ def _probe(model, names: tuple[str, ...], with_logits: bool = False):
         if with_logits:
             outputs.append(_score_input(model))
         inputs = model.inputs[0] if len(model.inputs) == 1 else model.inputs
-        cache[key] = keras.Model(inputs, outputs)
+        with keras_in_use():  # a clear from another session must not land mid-build
+            cache[key] = keras.Model(inputs, outputs)
     return cache[key]
 
 

@@ -2,8 +2,9 @@
 process, and watch it live.
 
 Nothing trains in this script: "Start training" calls ``cnnlab.train.start_run`` (a
-detached worker), and the live panel re-reads the run folder about once a second, so a
-refresh, a closed tab or a second browser shows the same run.
+detached worker), and while runs are queued or running the run panel and the queue
+re-read the run folders every two seconds, so a refresh, a closed tab or a second
+browser shows the same run.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import streamlit as st
 
 from cnnlab import runs
 from cnnlab import train as training
-from pages._train_live import run_panel
+from pages._train_live import LIVE_REFRESH_S, is_live, shared_queue, show_progress
 from pages._train_parts import new_run_form
 from pages._ui import attempt, can_edit, current_dataset, current_run, device_text, select_run
 
@@ -47,22 +48,9 @@ def queue_table(active: list[dict]) -> None:
         st.caption(f"No run is queued or running (up to {limit} at a time).")
 
 
-@st.fragment(run_every=2.0)
-def live_queue() -> None:
-    """Redrawn every two seconds while runs are queued or running."""
-    active = training.queue()
-    queue_table(active)
-    if not active:
-        st.rerun()  # the queue emptied: redraw the page once, without the timer
-
-
-def queue_and_recent(dataset: str | None) -> None:
+def queue_and_recent(dataset: str | None, active: list[dict]) -> None:
     st.subheader("Queue")
-    active = training.queue()
-    if active:
-        live_queue()
-    else:
-        queue_table(active)
+    queue_table(active)
     recent = runs.list_runs(dataset)[:20]
     if recent:
         ids = [info.run_id for info in recent]
@@ -109,8 +97,23 @@ elif can_edit():
 else:
     st.caption("Viewing only: sign in as an editor (sidebar) to start or change runs.")
 
-run_id = run_to_show(dataset)
-if run_id:
-    st.subheader("Run")
-    run_panel(run_id)
-queue_and_recent(dataset)
+
+def run_and_queue(dataset: str | None, live: bool) -> None:
+    """The run shown and the queue; while ``live``, once every LIVE_REFRESH_S seconds
+    until nothing is queued or running any more (then the page is drawn once more,
+    without the timer)."""
+    run_id = run_to_show(dataset)
+    progress = None
+    if run_id and attempt(runs.load_run, run_id):
+        st.subheader("Run")
+        progress = show_progress(run_id)
+    active = shared_queue()
+    queue_and_recent(dataset, active)
+    if live and not active and not is_live(progress):
+        st.rerun()
+
+
+if shared_queue():
+    st.fragment(run_and_queue, run_every=LIVE_REFRESH_S)(dataset, live=True)
+else:
+    run_and_queue(dataset, live=False)

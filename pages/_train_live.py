@@ -1,7 +1,12 @@
 """The Train page's run panel: progress, metrics, curves, the controls and the fork
-panel, redrawn live while the run is queued or running (used by ``pages/3_train.py``)."""
+panel (used by ``pages/3_train.py``, which redraws it live while runs are queued or
+running). What every watching session reads is read once for all of them."""
 
 from __future__ import annotations
+
+import math
+import threading
+import time
 
 import streamlit as st
 
@@ -12,8 +17,11 @@ from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
 from pages._ui import act, attempt, can_edit, select_run, spec_widget
 
-# The live panel's redraw period; sessions watching one run share each update.
+# The live page's redraw period. Each redraw of a section costs a watching browser
+# about 0.1 s of CPU whatever it shows, so the page redraws as one fragment.
 LIVE_REFRESH_S = 2.0
+# How often a training run's curves are rebuilt (its numbers follow LIVE_REFRESH_S).
+CURVES_REFRESH_S = 10.0
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
     "running": ":material/directions_run:",
@@ -29,9 +37,15 @@ def control(action, *args) -> None:
 
     def then_refresh() -> None:
         action(*args)
-        shared_progress.clear()
+        forget_shared()
 
     act(then_refresh)
+
+
+def forget_shared() -> None:
+    """After a change to runs: the next redraw of every session reads them afresh."""
+    shared_progress.clear()
+    shared_queue.clear()
 
 
 def controls(progress: dict) -> None:
@@ -91,6 +105,7 @@ def fork_panel(progress: dict) -> None:
                     schedule=schedule,
                 )
                 if child:
+                    forget_shared()
                     select_run(child)
                     st.rerun()
 
@@ -101,13 +116,45 @@ def shared_progress(run_id: str) -> dict:
     return run_progress(run_id)
 
 
+@st.cache_data(ttl=LIVE_REFRESH_S / 2, show_spinner=False)
+def shared_queue() -> list[dict]:
+    """The training queue, read once for every session showing it at that moment (it
+    reads every run's record)."""
+    return training.queue()
+
+
+class SharedCurves:
+    """A run's loss and accuracy figures, the same objects for every session watching
+    it. While the run trains they are rebuilt at most every CURVES_REFRESH_S seconds,
+    so between rebuilds each redraw sends the very figure the browser already shows,
+    which it does not draw again: plotly charts were the costliest part of watching
+    (ten tabs redrawing two of them every 2 s took more CPU than the server)."""
+
+    METRICS = ("loss", "accuracy")
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._shown: tuple | None = None  # (epochs, best epoch) the figures show
+        self._built_at = -math.inf
+        self.figures: dict = {}
+
+    def current(self, history: dict, best_epoch: int | None, live: bool) -> dict:
+        wanted = (len(history["loss"]), best_epoch)
+        with self._lock:
+            due = not live or time.monotonic() - self._built_at >= CURVES_REFRESH_S
+            if wanted != self._shown and due:
+                self.figures = {m: curves_figure(history, m, best_epoch) for m in self.METRICS}
+                self._shown, self._built_at = wanted, time.monotonic()
+            return self.figures
+
+
 @st.cache_resource(max_entries=64, show_spinner=False)
-def curves(run_id: str, epochs: int, best_epoch: int | None, metric: str, _history: dict):
-    """A run's curve figure, built once per new epoch for every session watching it."""
-    return curves_figure(_history, metric, best_epoch)
+def shared_curves(run_id: str) -> SharedCurves:
+    return SharedCurves()
 
 
 def show_progress(run_id: str) -> dict | None:
+    """The run's panel; returns its progress (None when the run cannot be read)."""
     progress = attempt(shared_progress, run_id)
     if progress is None:
         return None
@@ -149,27 +196,13 @@ def show_progress(run_id: str) -> dict | None:
     test = metrics.get("test_accuracy")
     cells[3].metric("Test accuracy", f"{test:.3f}" if test is not None else "—")
     if history.get("loss"):
+        figures = shared_curves(run_id).current(history, progress["best_epoch"], is_live(progress))
         left, right = st.columns(2)
-        shown = (run_id, len(history["loss"]), progress["best_epoch"])
-        left.plotly_chart(curves(*shown, "loss", history), key="train_loss_chart")
-        right.plotly_chart(curves(*shown, "accuracy", history), key="train_accuracy_chart")
+        left.plotly_chart(figures["loss"], key="train_loss_chart")
+        right.plotly_chart(figures["accuracy"], key="train_accuracy_chart")
     controls(progress)
     return progress
 
 
-@st.fragment(run_every=LIVE_REFRESH_S)
-def live_panel(run_id: str) -> None:
-    """Redrawn every LIVE_REFRESH_S seconds while the run is queued or running."""
-    progress = show_progress(run_id)
-    if progress and progress["status"] not in runs.ACTIVE_STATUSES:
-        st.rerun()  # the run ended: redraw the whole page once, without the timer
-
-
-def run_panel(run_id: str) -> None:
-    run = attempt(runs.load_run, run_id)
-    if run is None:
-        return
-    if run.is_active:
-        live_panel(run_id)
-    else:
-        show_progress(run_id)
+def is_live(progress: dict | None) -> bool:
+    return bool(progress) and progress["status"] in runs.ACTIVE_STATUSES

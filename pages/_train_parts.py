@@ -176,5 +176,8 @@ def new_run_form(dataset: str) -> None:
     )
     run_id = chosen and attempt(training.start_run, dataset, *chosen, edits="start runs")
     if run_id:
+        from pages._train_live import forget_shared  # it imports this module
+
+        forget_shared()
         select_run(run_id)
         st.rerun()
