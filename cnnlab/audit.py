@@ -2,14 +2,19 @@
 
 **Label issues** come from cleanlab on out-of-fold predicted probabilities: the
 train+val images are split into ``folds`` stratified folds (scikit-learn's
-``StratifiedKFold``); for each fold a quick model (the dataset's auto recipe, or a
-run's architecture and training spec) trains on the other folds within
-``budget_minutes / folds`` and predicts the held-out one, so every train+val image is
-scored by a model that never saw it. Test images are scored too, by the average of the
-``folds`` models (none of which saw them): a wrong label in the test split misjudges
-every run. ``cleanlab.filter.find_label_issues`` picks the issues, ranked by
-self-confidence; ``cleanlab.rank.get_label_quality_scores`` gives each a quality
-(0 = surely wrong, 1 = surely right); the suggested label is the probabilities' argmax.
+``StratifiedKFold``); for each fold a model (the dataset's default run recipe, or a
+run's architecture and training spec) trains on the other folds and predicts the
+held-out one, so every train+val image is scored by a model that never saw it. With a
+``budget_minutes``, each fold gets ``budget_minutes / folds``; without one, each trains
+as the default run would (the folds take about ``folds`` times its estimate): the
+audit finds as much as its models know, and on a small photo set a fold model fitted
+into a fifth of a run's budget knows little (measured on flowers-small with 10% of
+labels changed: recall at N 0.37 with 5 minutes for all folds, 0.60 with 10). Test
+images are scored too, by the average of the ``folds`` models (none of which saw
+them): a wrong label in the test split misjudges every run.
+``cleanlab.filter.find_label_issues`` picks the issues, ranked by self-confidence;
+``cleanlab.rank.get_label_quality_scores`` gives each a quality (0 = surely wrong,
+1 = surely right); the suggested label is the probabilities' argmax.
 
 **Near-duplicates** come from :func:`cnnlab.data.similar.near_duplicates`,
 **outliers** from :func:`cnnlab.embedding.outliers` over a run (the one asked for, else
@@ -108,13 +113,12 @@ def fold_indices(labels: np.ndarray, folds: int, seed: int = 0) -> np.ndarray:
 def fold_recipe(
     dataset: Dataset, folds: int, budget_minutes: float | None, run: Any = None
 ) -> tuple[Any, Any]:
-    """``(ArchSpec, TrainSpec)`` of each fold's model: the dataset's auto recipe with
-    the epochs that fit ``budget_minutes / folds``, or ``run``'s architecture and spec
-    (stopped on time by the same budget)."""
-    from cnnlab.train.recipe import default_budget_minutes, plan_run
+    """``(ArchSpec, TrainSpec)`` of each fold's model: the dataset's default run recipe
+    (fitted into ``budget_minutes / folds`` when a budget is given), or ``run``'s
+    architecture and spec (stopped on time by the same share of the budget)."""
+    from cnnlab.train.recipe import plan_run
 
-    total = float(budget_minutes) if budget_minutes else default_budget_minutes()
-    per_fold = total / folds
+    per_fold = float(budget_minutes) / folds if budget_minutes else None
     if run is not None:
         info = runs.as_run(run)
         if list(info.class_names or dataset.class_names) != dataset.class_names:
@@ -123,6 +127,8 @@ def fold_recipe(
                 f"{dataset.name!r} now has {dataset.class_names}; audit without --run."
             )
         record = info.record
+        if per_fold is None:
+            return record.arch, record.train
         return record.arch, record.train.with_changes(budget_minutes=per_fold)
     plan = plan_run(dataset, budget_minutes=per_fold)
     return plan.arch, plan.spec
@@ -144,7 +150,8 @@ def out_of_fold_probabilities(
     Args:
         dataset: the dataset (or its name).
         folds: how many models; each trains on the other ``folds - 1`` folds.
-        budget_minutes: for all folds together (None = the device's default run budget).
+        budget_minutes: for all folds together (None: each fold trains as the default
+            run, or ``run``, would).
         seed: the fold assignment's and the models' seed.
         arch, spec: the ArchSpec and TrainSpec of each model (default: :func:`fold_recipe`).
         on_progress: receives one line per step.

@@ -75,10 +75,19 @@ def start_form(name: str) -> None:
             "Folds (models trained)", low, high, audit.DEFAULT_FOLDS, key="audit_folds"
         )
         budget = right.number_input(
-            "Budget (minutes, all folds)", 0.5, 1440.0, 5.0, step=0.5, key="audit_budget"
+            "Budget (minutes, all folds)",
+            0.5,
+            1440.0,
+            value=None,
+            step=0.5,
+            placeholder="none: each fold trains like the default run",
+            help="Empty: every fold model trains as the dataset's default run would, so "
+            "the audit takes about as many times that run as there are folds. Smaller "
+            "budgets give weaker models, which find fewer wrong labels.",
+            key="audit_budget",
         )
         if st.form_submit_button("Start audit", key="audit_start"):
-            act(audit.start_audit, name, int(folds), float(budget))
+            act(audit.start_audit, name, int(folds), None if budget is None else float(budget))
 
 
 @st.fragment(run_every=POLL_S)

@@ -42,7 +42,8 @@ def register(subparsers: Any) -> None:
         type=float,
         default=None,
         metavar="MINUTES",
-        help="time for all folds together (default: the device's default run budget)",
+        help="time for all folds together (default: each fold trains as the dataset's "
+        "default run would, so the audit takes about FOLDS times that run)",
     )
     parser.add_argument("--seed", type=int, default=0, help="seed of the folds and models")
     add_json_flag(parser)

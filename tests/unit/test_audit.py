@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -190,3 +191,22 @@ def test_the_background_job_records_its_outcome(flipped, quick, monkeypatch):
         audit.run_job(name)
     status = audit.audit_status(name)
     assert status["state"] == "failed" and "`folds` must be in [2, 10]" in status["error"]
+
+
+def test_fold_models_train_like_the_default_run_unless_a_budget_is_given(flipped, monkeypatch):
+    """Without a budget each fold trains the dataset's default run recipe as planned for
+    its own budget; with one, each fold's recipe is planned for its share."""
+    from cnnlab.train import recipe
+
+    name, _ = flipped
+    asked: list = []
+
+    def plan(dataset, budget_minutes=None, **_):
+        asked.append(budget_minutes)
+        return SimpleNamespace(arch="arch", spec="spec")
+
+    monkeypatch.setattr(recipe, "plan_run", plan)
+    dataset = load_dataset(name)
+    assert audit.fold_recipe(dataset, 5, None) == ("arch", "spec")
+    assert audit.fold_recipe(dataset, 5, 10.0) == ("arch", "spec")
+    assert asked == [None, 2.0]
