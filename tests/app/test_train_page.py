@@ -402,3 +402,25 @@ def test_custom_class_weights_come_from_the_table(tiny_dataset, monkeypatch):
     assert spec.custom_weights == {"cat": 1.0, "dog": 1.0, "fox": 1.0}
     # "auto" at the plan's image size is the plan's own network.
     assert launched["arch"].preset_name == "simple"
+
+
+def test_live_curves_are_rebuilt_at_most_every_few_seconds_and_at_the_end(monkeypatch):
+    """Watching sessions share one pair of figures: while the run trains a new epoch
+    rebuilds them only once CURVES_REFRESH_S seconds have passed; when it ends, at once."""
+    from pages import _train_live as live
+
+    clock = [1000.0]
+    monkeypatch.setattr(live.time, "monotonic", lambda: clock[0])
+
+    def history(epochs: int) -> dict:
+        return {"loss": [1.0 / (e + 1) for e in range(epochs)], "val_loss": [1.0] * epochs}
+
+    curves = live.SharedCurves()
+    first = curves.current(history(1), 1, live=True)
+    assert set(first) == {"loss", "accuracy"}
+    clock[0] += live.CURVES_REFRESH_S / 2
+    assert curves.current(history(2), 2, live=True) is first  # too soon: the same figures
+    clock[0] += live.CURVES_REFRESH_S / 2
+    second = curves.current(history(3), 3, live=True)
+    assert second is not first and len(second["loss"].data[0].y) == 3
+    assert curves.current(history(4), 3, live=False)["loss"].data[0].y[-1] == 0.25
