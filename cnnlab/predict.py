@@ -477,7 +477,8 @@ def _keras_state() -> object | None:
 
 
 def load_keras_model(path: Path, run_id: str):
-    """Load a ``.keras`` file without its optimizer; a damaged file is a CnnlabError."""
+    """Load a ``.keras`` file without its optimizer; a damaged file is a CnnlabError.
+    Loads under :func:`keras_in_use` (evaluation and export load in the server too)."""
     import keras
 
     try:  # custom layers (the gated block) register themselves when cnnlab.models loads
@@ -485,7 +486,8 @@ def load_keras_model(path: Path, run_id: str):
     except ImportError:
         pass
     try:
-        return keras.models.load_model(path, compile=False)
+        with keras_in_use():
+            return keras.models.load_model(path, compile=False)
     except Exception as error:  # any reader failure means the same thing to the user
         text = str(error).strip().splitlines()[0][:200] if str(error).strip() else ""
         raise CnnlabError(

@@ -165,22 +165,24 @@ def probe_throughput(
 
     from cnnlab.data.augment import AugmentSpec, build_augmentation
     from cnnlab.models.builder import build_model
+    from cnnlab.predict import keras_in_use
 
     augmentation = None
     if isinstance(augment, dict) and not AugmentSpec.from_dict(augment).is_neutral():
         augmentation = build_augmentation(AugmentSpec.from_dict(augment), channels, seed=0)
-    model = build_model(arch, image_size, channels, classes, augmentation=augmentation)
-    model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
-    rng = np.random.default_rng(0)
-    images = rng.integers(0, 256, (batch_size, image_size, image_size, channels), np.uint8)
-    labels = rng.integers(0, classes, batch_size)
-    model.train_on_batch(images, labels)  # traces the step: not timed
-    # Timed until PROBE_SECONDS have passed (at least two batches): slow models are not
-    # held for many batches, fast ones are timed long enough to be steady.
-    done, started = 0, time.perf_counter()
-    while done < 2 or time.perf_counter() - started < PROBE_SECONDS:
-        model.train_on_batch(images, labels)
-        done += 1
+    with keras_in_use():  # the Train page probes in the server, beside other sessions
+        model = build_model(arch, image_size, channels, classes, augmentation=augmentation)
+        model.compile(optimizer="adam", loss="sparse_categorical_crossentropy")
+        rng = np.random.default_rng(0)
+        images = rng.integers(0, 256, (batch_size, image_size, image_size, channels), np.uint8)
+        labels = rng.integers(0, classes, batch_size)
+        model.train_on_batch(images, labels)  # traces the step: not timed
+        # Timed until PROBE_SECONDS have passed (at least two batches): slow models are
+        # not held for many batches, fast ones are timed long enough to be steady.
+        done, started = 0, time.perf_counter()
+        while done < 2 or time.perf_counter() - started < PROBE_SECONDS:
+            model.train_on_batch(images, labels)
+            done += 1
     images_per_s = done * batch_size / (time.perf_counter() - started)
     key = model_key(arch, image_size, channels, batch_size, augment)
     record_throughput(
