@@ -8,8 +8,9 @@ held-out one, so every train+val image is scored by a model that never saw it. W
 ``budget_minutes``, each fold gets ``budget_minutes / folds``; without one, each trains
 as the default run would (the folds take about ``folds`` times its estimate): the
 audit finds as much as its models know, and on a small photo set a fold model fitted
-into a fifth of a run's budget knows little (measured on flowers-small with 10% of
-labels changed: recall at N 0.37 with 5 minutes for all folds, 0.60 with 10). Test
+into a fifth of a run's budget knows little (``bench/bench_audit.py`` on flowers-small
+with 10% of labels changed, 3 seeds: recall at N 0.30 with 5 minutes for all folds,
+0.43 with run-sized folds). Test
 images are scored too, by the average of the ``folds`` models (none of which saw
 them): a wrong label in the test split misjudges every run.
 ``cleanlab.filter.find_label_issues`` picks the issues, ranked by self-confidence;
