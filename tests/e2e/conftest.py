@@ -1,5 +1,5 @@
-"""Real-browser fixtures: a live `streamlit run app.py` on a fresh workspace, and
-Chromium driven by Playwright.
+"""Real-browser fixtures: the live app (`scripts/serve.py`, as `scripts/run.sh` starts
+it) on a fresh workspace, and Chromium driven by Playwright.
 
 Chromium comes from the system (Debian's `chromium` package; `.ci/run` installs it).
 Without it these tests skip on a developer's machine, but under CI=true they fail:
@@ -58,7 +58,8 @@ def _free_port() -> int:
 
 
 class LiveApp:
-    """A `streamlit run app.py` process with its own CNNLAB_HOME."""
+    """The app's server as ``scripts/run.sh`` starts it (``scripts/serve.py``, i.e.
+    `streamlit run app.py`), with its own CNNLAB_HOME."""
 
     def __init__(self, home: Path):
         self.home = home
@@ -68,7 +69,7 @@ class LiveApp:
         self.log = open(home.parent / f"streamlit-{self.port}.log", "w")  # noqa: SIM115
         self.process = subprocess.Popen(
             [
-                sys.executable, "-m", "streamlit", "run", "app.py",
+                sys.executable, "scripts/serve.py",
                 "--server.port", str(self.port), "--server.address", "127.0.0.1",
                 "--server.headless", "true", "--browser.gatherUsageStats", "false",
             ],
