@@ -28,3 +28,25 @@ def test_a_link_to_a_page_is_the_first_visit_and_still_goes_through_the_app(
     ]  # fmt: skip
     assert page.get_by_text("No dataset chosen").count() == 0  # the sidebar chose tiny
     page.watch.assert_clean()
+
+
+def test_a_link_to_a_page_on_a_protected_fresh_server_meets_the_viewer_gate(
+    tmp_path, page, monkeypatch
+):
+    """With a viewer password, a link to Predict opened first shows the sign-in, not the
+    page (before the fix it ran the page alone, without the gate in app.py)."""
+    from tests.e2e.conftest import LiveApp
+
+    home = tmp_path / "cnnlab-home"
+    home.mkdir()
+    monkeypatch.setenv("CNNLAB_EDITOR_PASSWORD", "an editor secret")
+    monkeypatch.setenv("CNNLAB_VIEWER_PASSWORD", "a viewer secret")
+    app = LiveApp(home)
+    try:
+        page.goto(f"{app.url}/predict")
+        wait_idle(page)
+        page.get_by_text("This cnnlab asks for a password. Sign in to view it.").wait_for()
+        assert page.get_by_text("Drop one or more images").count() == 0
+        page.watch.assert_clean()
+    finally:
+        app.stop()
