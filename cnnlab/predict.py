@@ -644,15 +644,29 @@ def predictions_table(predictions: Sequence[Prediction], threshold: float = 0.0)
     return rows
 
 
+# What a spreadsheet reads as the start of a formula in a cell.
+FORMULA_STARTS = ("=", "+", "-", "@", "\t", "\r")
+
+
+def spreadsheet_text(value):
+    """``value`` for a CSV cell that people open in a spreadsheet: text that would
+    start a formula gets a leading quote (OWASP's advice), so it shows as text; other
+    values are kept as they are."""
+    if isinstance(value, str) and value.startswith(FORMULA_STARTS):
+        return "'" + value
+    return "" if value is None else value
+
+
 def predictions_csv(predictions: Sequence[Prediction], threshold: float = 0.0) -> str:
-    """:func:`predictions_table` as CSV text (header included)."""
+    """:func:`predictions_table` as CSV text (header included), for a spreadsheet: file
+    names come from whoever uploaded them, so none can be a formula."""
     rows = predictions_table(predictions, threshold)
     buffer = io.StringIO()
     fields = ["file", "label", "confidence", "verdict", "top_k", "latency_ms", "error"]
     writer = csv.DictWriter(buffer, fieldnames=fields, lineterminator="\n")
     writer.writeheader()
     for row in rows:
-        writer.writerow({key: "" if row[key] is None else row[key] for key in fields})
+        writer.writerow({key: spreadsheet_text(row[key]) for key in fields})
     return buffer.getvalue()
 
 

@@ -336,3 +336,23 @@ def test_top_k_figure_draws_the_most_probable_on_top():
     bar = figure.data[0]
     assert list(bar.y) == ["fox", "dog", "cat"] and list(bar.x) == [0.1, 0.2, 0.7]
     assert figure.layout.xaxis.range == (0, 1)
+
+
+def test_the_predictions_csv_cannot_run_formulas_in_a_spreadsheet():
+    """A shared Predict page takes uploads from anyone: a file named like a formula
+    must reach the CSV's reader as text (OWASP: a leading quote), not as a formula a
+    spreadsheet would run when an editor opens the download."""
+    formula = '=HYPERLINK("http://example.com/x","open").png'
+    rows = [
+        Prediction(file=formula, top=[("+cat", 0.9), ("dog", 0.1)], latency_ms=1.0),
+        Prediction(file="@sum.png", error="-not an image"),
+        Prediction(file="plain.png", top=[("dog", 0.8)], latency_ms=1.0),
+    ]
+    import csv
+
+    read = list(csv.DictReader(io.StringIO(predict.predictions_csv(rows))))
+    assert read[0]["file"] == "'" + formula and read[0]["label"] == "'+cat"
+    assert read[0]["top_k"] == "'+cat 0.900; dog 0.100"
+    assert read[1]["file"] == "'@sum.png" and read[1]["error"] == "'-not an image"
+    assert read[2]["file"] == "plain.png" and read[2]["label"] == "dog"
+    assert read[2]["confidence"] == "0.8"  # numbers stay numbers
