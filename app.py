@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 
+import pandas as pd
 import streamlit as st
 
 from cnnlab import limits, predict, runs
@@ -16,6 +17,11 @@ from cnnlab.data.dataset import list_datasets
 from pages._ui import DATASET_KEY, RUN_KEY, attempt, device_text, sign_in_panel, viewing_gate
 
 DEVICE_POLL_S = 1.0
+# Progress bars jump to each new value instead of sliding to it. A slide is repainted
+# frame by frame, and with live pages redrawing every 2 s that was the largest part of
+# what a watching browser spent: ten tabs on a bare page with one bar, 0.44 of a core
+# with the slide, 0.27 without (bench/bench_load.py has the whole page's numbers).
+STILL_PROGRESS_BARS = "<style>[data-testid='stProgress'] * {transition: none !important;}</style>"
 
 st.set_page_config(page_title="cnnlab", layout="wide")
 
@@ -108,14 +114,15 @@ def poll_device() -> None:
 
 def limits_table() -> None:
     rows = attempt(limits.describe)
-    if rows:
-        st.dataframe(rows, hide_index=True, width="stretch")
+    if rows:  # a static table: an interactive grid costs live pages' watchers a re-render
+        st.table(pd.DataFrame(rows).set_index("limit"))
         st.caption("Set by whoever runs cnnlab, with these environment variables.")
 
 
 if "keras" in sys.modules:  # Streamlit clears Keras after every script run once loaded
     predict.gate_clear_session()
 page = st.navigation(PAGES)
+st.html(STILL_PROGRESS_BARS)  # style only: drawn in no page's space
 viewing_gate()
 sidebar()
 page.run()

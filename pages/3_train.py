@@ -3,8 +3,8 @@ process, and watch it live.
 
 Nothing trains in this script: "Start training" calls ``cnnlab.train.start_run`` (a
 detached worker), and while runs are queued or running the run panel and the queue
-re-read the run folders every two seconds, so a refresh, a closed tab or a second
-browser shows the same run.
+re-read the run folders every two seconds (the curves every ten), so a refresh, a
+closed tab or a second browser shows the same run.
 """
 
 from __future__ import annotations
@@ -14,7 +14,14 @@ import streamlit as st
 
 from cnnlab import runs
 from cnnlab import train as training
-from pages._train_live import LIVE_REFRESH_S, is_live, shared_queue, show_progress
+from pages._train_live import (
+    CURVES_REFRESH_S,
+    LIVE_REFRESH_S,
+    forget_shared,
+    shared_queue,
+    show_curves,
+    show_progress,
+)
 from pages._train_parts import new_run_form
 from pages._ui import attempt, can_edit, current_dataset, current_run, device_text, select_run
 
@@ -28,10 +35,11 @@ def queue_table(active: list[dict]) -> None:
     if limit is None:
         return
     if active:
-        st.dataframe(
-            pd.DataFrame(active)[
+        # A static table: an interactive grid costs every watching browser a re-render
+        # at each redraw of the page, wherever it is drawn.
+        st.table(
+            pd.DataFrame(active).set_index("run_id")[
                 [
-                    "run_id",
                     "status",
                     "position",
                     "dataset",
@@ -40,17 +48,16 @@ def queue_table(active: list[dict]) -> None:
                     "epochs",
                     "created",
                 ]
-            ],
-            hide_index=True,
-            width="stretch",
+            ]
         )
     else:
         st.caption(f"No run is queued or running (up to {limit} at a time).")
 
 
-def queue_and_recent(dataset: str | None, active: list[dict]) -> None:
+def queue_and_recent(dataset: str | None, shown: str | None, live: bool) -> None:
+    """The queue and the run picker (picking a run while live redraws the page)."""
     st.subheader("Queue")
-    queue_table(active)
+    queue_table(shared_queue())
     recent = runs.list_runs(dataset)[:20]
     if recent:
         ids = [info.run_id for info in recent]
@@ -70,6 +77,8 @@ def queue_and_recent(dataset: str | None, active: list[dict]) -> None:
             ),
             on_change=lambda: select_run(st.session_state[PICK_KEY]),
         )
+    if live and current_run() != shown:
+        st.rerun()  # the whole page, with the run just picked
 
 
 def run_to_show(dataset: str | None) -> str | None:
@@ -98,22 +107,38 @@ else:
     st.caption("Viewing only: sign in as an editor (sidebar) to start or change runs.")
 
 
-def run_and_queue(dataset: str | None, live: bool) -> None:
-    """The run shown and the queue; while ``live``, once every LIVE_REFRESH_S seconds
-    until nothing is queued or running any more (then the page is drawn once more,
-    without the timer)."""
-    run_id = run_to_show(dataset)
-    progress = None
-    if run_id and attempt(runs.load_run, run_id):
-        st.subheader("Run")
-        progress = show_progress(run_id)
-    active = shared_queue()
-    queue_and_recent(dataset, active)
-    if live and not active and not is_live(progress):
+def when_idle_redraw(live: bool) -> None:
+    """Once nothing is queued or running any more, the whole page once more, read
+    afresh and without timers."""
+    if live and not shared_queue():
+        forget_shared()
         st.rerun()
 
 
-if shared_queue():
-    st.fragment(run_and_queue, run_every=LIVE_REFRESH_S)(dataset, live=True)
-else:
-    run_and_queue(dataset, live=False)
+def run_panel(run_id: str, live: bool) -> None:
+    show_progress(run_id)
+    when_idle_redraw(live)
+
+
+def curves_and_queue(dataset: str | None, run_id: str | None, readable: bool, live: bool):
+    if readable:
+        show_curves(run_id)
+    queue_and_recent(dataset, run_id, live)
+    when_idle_redraw(live)
+
+
+def part(draw, seconds: float, live: bool):
+    """``draw`` as it is, or while ``live`` a fragment redrawn every ``seconds``. Each
+    redraw costs every watching browser a re-render: the run's progress is redrawn
+    every LIVE_REFRESH_S seconds, its curves and the queue, which change slowly, every
+    CURVES_REFRESH_S."""
+    return st.fragment(draw, run_every=seconds) if live else draw
+
+
+live = bool(shared_queue())
+run_id = run_to_show(dataset)
+readable = bool(run_id and attempt(runs.load_run, run_id))
+if readable:
+    st.subheader("Run")
+    part(run_panel, LIVE_REFRESH_S, live)(run_id, live)
+part(curves_and_queue, CURVES_REFRESH_S, live)(dataset, run_id, readable, live)

@@ -1,5 +1,5 @@
-"""The Train page's run panel: progress, metrics, curves, the controls and the fork
-panel (used by ``pages/3_train.py``, which redraws it live while runs are queued or
+"""The Train page's run panel: progress, metrics, the controls, the fork panel and the
+curves (used by ``pages/3_train.py``, which redraws it live while runs are queued or
 running). What every watching session reads is read once for all of them."""
 
 from __future__ import annotations
@@ -17,9 +17,9 @@ from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
 from pages._ui import act, attempt, can_edit, select_run, spec_widget
 
-# The live page's redraw period (run panel and queue, one fragment).
+# The live page's redraw period (the run's progress and controls, and the queue).
 LIVE_REFRESH_S = 2.0
-# How often a training run's curves are rebuilt (its numbers follow LIVE_REFRESH_S).
+# How often a training run's curves are rebuilt and redrawn.
 CURVES_REFRESH_S = 10.0
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
@@ -125,9 +125,7 @@ def shared_queue() -> list[dict]:
 class SharedCurves:
     """A run's loss and accuracy figures, the same objects for every session watching
     it. While the run trains they are rebuilt at most every CURVES_REFRESH_S seconds,
-    and each redraw in between sends the figure already shown. Measured with ten
-    browser tabs watching a run: the two charts redrawn every 2 s took about 0.2 of a
-    core in Chromium."""
+    once for all the sessions redrawing them out of step."""
 
     METRICS = ("loss", "accuracy")
 
@@ -184,8 +182,7 @@ def show_progress(run_id: str) -> dict | None:
             min(1.0, batch / progress["batches"]),
             text=f"Batch {batch} of {progress['batches']} (epoch {epoch + 1})",
         )
-    metrics = progress["metrics"]
-    history = progress["history"]
+    metrics, history = progress["metrics"], progress["history"]
     cells = st.columns(4)
     cells[0].metric("ETA", format_duration(progress["eta_s"]))
     speed = progress["images_per_s"] or metrics.get("train_images_per_s")
@@ -194,13 +191,23 @@ def show_progress(run_id: str) -> dict | None:
     cells[2].metric("Val accuracy", f"{val[-1]:.3f}" if val else "—")
     test = metrics.get("test_accuracy")
     cells[3].metric("Test accuracy", f"{test:.3f}" if test is not None else "—")
-    if history.get("loss"):
-        figures = shared_curves(run_id).current(history, progress["best_epoch"], is_live(progress))
-        left, right = st.columns(2)
-        left.plotly_chart(figures["loss"], key="train_loss_chart")
-        right.plotly_chart(figures["accuracy"], key="train_accuracy_chart")
     controls(progress)
     return progress
+
+
+def show_curves(run_id: str) -> None:
+    """The run's loss and accuracy curves. While the run trains the page redraws them
+    on their own, every CURVES_REFRESH_S seconds: a chart in the 2-second redraw costs
+    every watching browser a re-render, even when its figure has not changed."""
+    progress = attempt(shared_progress, run_id)
+    if not progress or not progress["history"].get("loss"):
+        return
+    figures = shared_curves(run_id).current(
+        progress["history"], progress["best_epoch"], is_live(progress)
+    )
+    left, right = st.columns(2)
+    left.plotly_chart(figures["loss"], key="train_loss_chart")
+    right.plotly_chart(figures["accuracy"], key="train_accuracy_chart")
 
 
 def is_live(progress: dict | None) -> bool:

@@ -333,8 +333,8 @@ def test_cancel_a_running_run_and_see_the_queue(tiny_dataset):
     run_id = prepared_run(tiny_dataset, status="running", epochs_done=2)
     at = page(tiny_dataset, run=run_id)
     assert not at.exception, at.exception
-    frame = next(d.value for d in at.dataframe if "run_id" in d.value.columns)
-    assert list(frame["run_id"]) == [run_id] and list(frame["status"]) == ["running"]
+    frame = next(t.value for t in at.table if t.value.index.name == "run_id")
+    assert list(frame.index) == [run_id] and list(frame["status"]) == ["running"]
     at.button(key="train_cancel").click()
     at.run()
     assert (runs.run_path(run_id) / runs.CANCEL_FILE).exists()
