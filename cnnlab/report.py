@@ -338,7 +338,8 @@ def write_report(run: runs.Run | str, path: str | Path | None = None) -> Path:
 
 
 def run_bundle(run: runs.Run | str) -> bytes:
-    """A zip of the run's model, specs, history, metrics, predictions and HTML report."""
+    """A zip of the run's model, specs, history, metrics, predictions, HTML report and
+    TensorBoard logs (``tensorboard --logdir`` on the unzipped folder shows them)."""
     info = runs.as_run(run)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", compression=zipfile.ZIP_DEFLATED) as archive:
@@ -346,6 +347,9 @@ def run_bundle(run: runs.Run | str) -> bytes:
             path = info.path / name
             if path.exists():
                 archive.write(path, f"{info.run_id}/{name}")
+        for path in sorted(info.tensorboard_path.rglob("*")):
+            if path.is_file():
+                archive.write(path, f"{info.run_id}/{path.relative_to(info.path).as_posix()}")
         if info.has_predictions:
             archive.writestr(f"{info.run_id}/{REPORT_FILE}", html_report(info))
     return buffer.getvalue()

@@ -152,7 +152,8 @@ def edit_panel(info: runs.Run) -> None:
         file_name=f"{run_id}.zip",
         mime="application/zip",
         key="ex_bundle",
-        help="The model (best.keras), run.json, history, metrics, predictions and report.",
+        help="The model (best.keras), run.json, history, metrics, predictions, report "
+        "and TensorBoard logs.",
     )
     if buttons[2].button("Delete run...", key="ex_delete"):
         st.session_state["ex_confirm_delete"] = run_id

@@ -100,6 +100,8 @@ def test_html_report_and_bundle(skewed, tmp_path):
     for name in ("run.json", "best.keras", "history.json", "metrics.json", "predictions.csv",
                  "report.html"):  # fmt: skip
         assert f"{skewed}/{name}" in names
+    logs = {name.split("/")[2] for name in names if name.startswith(f"{skewed}/tensorboard/")}
+    assert logs == {"train", "validation"}  # TensorBoard reads the unzipped folder
     import keras
 
     (tmp_path / "best.keras").write_bytes(bundle.read(f"{skewed}/best.keras"))
