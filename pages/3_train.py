@@ -54,10 +54,9 @@ def queue_table(active: list[dict]) -> None:
         st.caption(f"No run is queued or running (up to {limit} at a time).")
 
 
-def queue_and_recent(dataset: str | None, shown: str | None, live: bool) -> None:
-    """The queue and the run picker (picking a run while live redraws the page)."""
-    st.subheader("Queue")
-    queue_table(shared_queue())
+def run_picker(dataset: str | None) -> None:
+    """The dataset's recent runs to watch. Drawn with the page and above the live parts:
+    their redraws would otherwise close its open list under the user's pointer."""
     recent = runs.list_runs(dataset)[:20]
     if recent:
         ids = [info.run_id for info in recent]
@@ -77,8 +76,6 @@ def queue_and_recent(dataset: str | None, shown: str | None, live: bool) -> None
             ),
             on_change=lambda: select_run(st.session_state[PICK_KEY]),
         )
-    if live and current_run() != shown:
-        st.rerun()  # the whole page, with the run just picked
 
 
 def run_to_show(dataset: str | None) -> str | None:
@@ -91,6 +88,35 @@ def run_to_show(dataset: str | None) -> str | None:
         select_run(default.run_id)
         return default.run_id
     return None
+
+
+def when_idle_redraw(live: bool) -> None:
+    """Once nothing is queued or running any more, the whole page once more, read
+    afresh and without timers."""
+    if live and not shared_queue():
+        forget_shared()
+        st.rerun()
+
+
+def run_panel(run_id: str, live: bool) -> None:
+    show_progress(run_id)
+    when_idle_redraw(live)
+
+
+def curves_and_queue(run_id: str | None, live: bool) -> None:
+    if run_id:
+        show_curves(run_id)
+    st.subheader("Queue")
+    queue_table(shared_queue())
+    when_idle_redraw(live)
+
+
+def part(draw, seconds: float, live: bool):
+    """``draw`` as it is, or while ``live`` a fragment redrawn every ``seconds``. Each
+    redraw costs every watching browser a re-render: the run's progress is redrawn
+    every LIVE_REFRESH_S seconds, its curves and the queue, which change slowly, every
+    CURVES_REFRESH_S."""
+    return st.fragment(draw, run_every=seconds) if live else draw
 
 
 # --- the page ---------------------------------------------------------------------------------
@@ -107,38 +133,12 @@ else:
     st.caption("Viewing only: sign in as an editor (sidebar) to start or change runs.")
 
 
-def when_idle_redraw(live: bool) -> None:
-    """Once nothing is queued or running any more, the whole page once more, read
-    afresh and without timers."""
-    if live and not shared_queue():
-        forget_shared()
-        st.rerun()
-
-
-def run_panel(run_id: str, live: bool) -> None:
-    show_progress(run_id)
-    when_idle_redraw(live)
-
-
-def curves_and_queue(dataset: str | None, run_id: str | None, readable: bool, live: bool):
-    if readable:
-        show_curves(run_id)
-    queue_and_recent(dataset, run_id, live)
-    when_idle_redraw(live)
-
-
-def part(draw, seconds: float, live: bool):
-    """``draw`` as it is, or while ``live`` a fragment redrawn every ``seconds``. Each
-    redraw costs every watching browser a re-render: the run's progress is redrawn
-    every LIVE_REFRESH_S seconds, its curves and the queue, which change slowly, every
-    CURVES_REFRESH_S."""
-    return st.fragment(draw, run_every=seconds) if live else draw
-
-
 live = bool(shared_queue())
 run_id = run_to_show(dataset)
 readable = bool(run_id and attempt(runs.load_run, run_id))
 if readable:
     st.subheader("Run")
+run_picker(dataset)
+if readable:
     part(run_panel, LIVE_REFRESH_S, live)(run_id, live)
-part(curves_and_queue, CURVES_REFRESH_S, live)(dataset, run_id, readable, live)
+part(curves_and_queue, CURVES_REFRESH_S, live)(run_id if readable else None, live)

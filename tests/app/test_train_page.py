@@ -7,15 +7,14 @@ and the run folders they leave must show a run trained, continued, resumed or fo
 from __future__ import annotations
 
 import os
-import socket
 
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from cnnlab import runs, workspace
+from cnnlab import runs
 from cnnlab.train import wait_for_run
 from tests.conftest import REPO
-from tests.runs_fixture import last_start, make_trained_run, optimizer_steps
+from tests.runs_fixture import last_start, make_trained_run, optimizer_steps, prepared_run
 
 PAGE = str(REPO / "pages" / "3_train.py")
 TIMEOUT = 60
@@ -32,67 +31,6 @@ def fake_devices(monkeypatch):
     cpu = {"gpus": [], "gpu_count": 0, "device": "CPU (no GPU found)", "cpu_count": 2}
     monkeypatch.setattr(devices, "describe_devices", lambda: cpu)
     monkeypatch.setattr(devices, "describe_devices_apart", lambda: cpu)  # the sidebar's
-
-
-def prepared_run(dataset: str, status: str = "completed", epochs_done: int = 3) -> str:
-    """A run folder as a worker leaves it, written by hand (no training)."""
-    run_id = runs.new_run_id(dataset, "simple")
-    meta = {
-        "run_id": run_id,
-        "dataset": dataset,
-        "status": status,
-        "arch": {"preset": "simple", "options": {}},
-        "arch_label": "simple",
-        "train": {"epochs": 5, "image_size": 24, "batch_size": 8},
-        "class_names": ["cat", "dog", "fox"],
-        "device": {"device": "CPU (no GPU found)"},
-        "worker": {"pid": os.getpid(), "host": socket.gethostname()},
-        "error": "The loss became NaN at epoch 2" if status == "failed" else None,
-    }
-    info = runs.create_run(meta)
-    history = {
-        "loss": [1.0, 0.6, 0.4][:epochs_done],
-        "accuracy": [0.4, 0.7, 0.8][:epochs_done],
-        "val_loss": [0.9, 0.5, 0.55][:epochs_done],
-        "val_accuracy": [0.5, 0.75, 0.7][:epochs_done],
-    }
-    workspace.atomic_write_json(info.path / runs.HISTORY_FILE, history)
-    workspace.atomic_write_json(
-        info.path / runs.CHECKPOINTS_FILE,
-        {"last": {"epoch": epochs_done}, "best": {"epoch": 2, "monitor": "val_loss"}},
-    )
-    runs.append_event(info.path, {"type": "start", "epoch": 0, "epochs": 5, "batches": 4})
-    for epoch in range(1, epochs_done + 1):
-        runs.append_event(
-            info.path,
-            {
-                "type": "epoch",
-                "epoch": epoch,
-                "epochs": 5,
-                "batches": 4,
-                "images_per_s": 321.0,
-                "eta_s": 12.0,
-            },
-        )
-    if status == "running":
-        runs.append_event(
-            info.path,
-            {
-                "type": "batch",
-                "epoch": epochs_done + 1,
-                "epochs": 5,
-                "batch": 2,
-                "batches": 4,
-                "images_per_s": 345.0,
-                "eta_s": 30.0,
-            },
-        )
-    if status == "completed":
-        workspace.atomic_write_json(
-            info.path / runs.METRICS_FILE,
-            {"test_accuracy": 0.8333, "epochs_run": epochs_done, "train_images_per_s": 300.0},
-        )
-    return run_id
 
 
 def page(dataset=None, run=None, **state) -> AppTest:
