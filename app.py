@@ -17,10 +17,9 @@ from cnnlab.data.dataset import list_datasets
 from pages._ui import DATASET_KEY, RUN_KEY, attempt, device_text, sign_in_panel, viewing_gate
 
 DEVICE_POLL_S = 1.0
-# Progress bars jump to each new value instead of sliding to it. A slide is repainted
-# frame by frame, and with live pages redrawing every 2 s that was the largest part of
-# what a watching browser spent: ten tabs on a bare page with one bar, 0.44 of a core
-# with the slide, 0.27 without (bench/bench_load.py has the whole page's numbers).
+# Progress bars jump to each new value instead of sliding to it: a slide is repainted
+# frame by frame. Ten tabs on a bare Streamlit page whose one bar is redrawn every 2 s
+# spent 0.44 of a core with the slide and 0.27 without.
 STILL_PROGRESS_BARS = "<style>[data-testid='stProgress'] * {transition: none !important;}</style>"
 
 st.set_page_config(page_title="cnnlab", layout="wide")

@@ -2,8 +2,8 @@
 process, and watch it live.
 
 Nothing trains in this script: "Start training" calls ``cnnlab.train.start_run`` (a
-detached worker), and while runs are queued or running the run panel and the queue
-re-read the run folders every two seconds (the curves every ten), so a refresh, a
+detached worker), and while runs are queued or running the run's progress is re-read
+from its folder every two seconds, its curves and the queue every ten, so a refresh, a
 closed tab or a second browser shows the same run.
 """
 

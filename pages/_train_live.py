@@ -17,9 +17,9 @@ from cnnlab.train.progress import curves_figure, format_duration, run_progress
 from pages._train_parts import learning_rate_widget
 from pages._ui import act, attempt, can_edit, select_run, spec_widget
 
-# The live page's redraw period (the run's progress and controls, and the queue).
+# The live page's redraw period for the run's progress and controls.
 LIVE_REFRESH_S = 2.0
-# How often a training run's curves are rebuilt and redrawn.
+# ... for its curves (a training run's are rebuilt as often) and the queue.
 CURVES_REFRESH_S = 10.0
 STATUS_ICONS = {
     "queued": ":material/hourglass_top:",
