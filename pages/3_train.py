@@ -121,8 +121,9 @@ def part(draw, seconds: float, live: bool):
 
 # --- the page ---------------------------------------------------------------------------------
 
-with st.spinner("Looking for GPUs..."):
-    st.caption(f"Device: {device_text()}")
+# Detected off the page's path (TensorFlow's import takes seconds on a cold start); the
+# sidebar redraws the page once it is known.
+st.caption(f"Device: {device_text(wait_s=0.1) or 'detecting...'}")
 
 dataset = current_dataset()
 if dataset is None:
