@@ -9,12 +9,19 @@ from __future__ import annotations
 
 import sys
 
-import pandas as pd
 import streamlit as st
 
 from cnnlab import limits, predict, runs
 from cnnlab.data.dataset import list_datasets
-from pages._ui import DATASET_KEY, RUN_KEY, attempt, device_text, sign_in_panel, viewing_gate
+from pages._ui import (
+    DATASET_KEY,
+    RUN_KEY,
+    attempt,
+    device_text,
+    plain,
+    sign_in_panel,
+    viewing_gate,
+)
 
 DEVICE_POLL_S = 1.0
 # Progress bars jump to each new value instead of sliding to it: a slide is repainted
@@ -113,8 +120,13 @@ def poll_device() -> None:
 
 def limits_table() -> None:
     rows = attempt(limits.describe)
-    if rows:  # a static table: an interactive grid costs live pages' watchers a re-render
-        st.table(pd.DataFrame(rows).set_index("limit"))
+    if rows:  # one text element: an interactive grid costs live pages' watchers a re-render
+        st.markdown(
+            "\n".join(
+                f"- {plain(row['limit'])}: **{plain(row['value'])}** (`{row['variable']}`)"
+                for row in rows
+            )
+        )
         st.caption("Set by whoever runs cnnlab, with these environment variables.")
 
 
