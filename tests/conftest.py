@@ -17,6 +17,28 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
+def device_not_detected_yet(monkeypatch):
+    """Device detection still running while the test runs, as on a cold start (it
+    imports TensorFlow: seconds); it finishes when the test ends."""
+    import threading
+
+    import streamlit as st
+
+    from cnnlab import devices
+
+    release = threading.Event()
+
+    def slow_detection():
+        release.wait(30)
+        return {"device": "CPU (no GPU found)"}
+
+    st.cache_resource.clear()  # forget a detection an earlier test finished
+    monkeypatch.setattr(devices, "describe_devices_apart", slow_detection)
+    yield
+    release.set()
+
+
+@pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty ``CNNLAB_HOME`` for this test only."""
     home = tmp_path / "cnnlab-home"

@@ -3,8 +3,6 @@ that changes shared state, and an editor sees them all (cnnlab.access, pages/_ui
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 import streamlit as st
 from streamlit.testing.v1 import AppTest
@@ -180,18 +178,9 @@ def test_wrong_passwords_are_rate_limited(protected, monkeypatch):
     assert at.markdown[-1].value == "viewer"
 
 
-def test_the_first_page_does_not_wait_for_device_detection(workspace, monkeypatch):
+def test_the_first_page_does_not_wait_for_device_detection(workspace, device_not_detected_yet):
     """Detecting devices imports TensorFlow (seconds cold): the page draws without it."""
-    release = threading.Event()
-
-    def slow_detection():
-        release.wait(30)
-        return {"device": "CPU (no GPU found)"}
-
-    st.cache_resource.clear()
-    monkeypatch.setattr(devices, "describe_devices_apart", slow_detection)
     at = AppTest.from_file(APP, default_timeout=10).run()
-    release.set()
     assert not at.exception
     assert "Data" in [title.value for title in at.title]
     assert "Device: detecting..." in " ".join(c.value for c in at.sidebar.caption)

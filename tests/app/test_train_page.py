@@ -74,27 +74,12 @@ def test_without_a_dataset_the_page_says_what_to_do(workspace):
     assert "Device: CPU (no GPU found)" in text_of(at)
 
 
-def test_the_page_draws_its_form_before_the_device_is_known(tiny_dataset, monkeypatch):
+def test_the_page_draws_its_form_before_the_device_is_known(tiny_dataset, device_not_detected_yet):
     """Detecting devices imports TensorFlow (many seconds on a cold start): a first
     visit to Train draws the form at once and says the device is being detected."""
-    import threading
-
-    import streamlit as st
-
-    from cnnlab import devices
-
-    release = threading.Event()
-
-    def slow_detection():
-        release.wait(30)
-        return {"device": "CPU (no GPU found)"}
-
-    st.cache_resource.clear()
-    monkeypatch.setattr(devices, "describe_devices_apart", slow_detection)
     at = AppTest.from_file(PAGE, default_timeout=10)
     at.session_state["dataset"] = tiny_dataset
     at.run()
-    release.set()
     assert not at.exception, at.exception
     assert "Device: detecting..." in text_of(at)
     assert at.button(key="train_start").label == "Start training"
