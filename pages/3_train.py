@@ -55,8 +55,8 @@ def queue_table(active: list[dict]) -> None:
 
 
 def run_picker(dataset: str | None) -> None:
-    """The dataset's recent runs to watch. Drawn with the page and above the live parts:
-    their redraws would otherwise close its open list under the user's pointer."""
+    """The dataset's recent runs to watch. Drawn with the page, above the live parts, so
+    their redraws do not redraw it (inside them, its open list closed every redraw)."""
     recent = runs.list_runs(dataset)[:20]
     if recent:
         ids = [info.run_id for info in recent]
