@@ -36,9 +36,10 @@ load (one server; the workspace holds digits and a 1-epoch run, so Predict has a
         later in its "Epoch e of E" / "Batch b of B" bars (a MutationObserver in the page
         records each change with the browser's clock, the machine's clock the worker
         also uses). An event not shown by the end counts with the time it had waited.
-        The panel redraws every second (a fragment, ``run_every=1``), so a page keeping
-        up shows a p50 near 0.5-1 s. Also reported: the intervals between two changes
-        of the shown progress (``redraw``).
+        The browser fetches the run's progress every second (``cnnlab.live``'s route)
+        and updates the bars in place, so a page keeping up shows a p50 near 0.5-1 s.
+        Also reported: the intervals between two changes of the shown progress
+        (``redraw``).
     prediction latency
         From setting a PNG on the page's file input to its verdict (``st.success`` or
         ``st.warning``), its image caption and the top-k chart all shown. Each upload
@@ -120,7 +121,7 @@ LONG_RUN = ["--epochs", "500", "--budget", "0", "--set", "early_stopping=false",
 # The Predict page with a model and no file uploaded; the Train page's progress bars;
 # what Streamlit shows when something failed.
 PREDICT_READY = "text=Drop one or more images"
-PROGRESS_BARS = "[data-testid='stMain'] [data-testid='stProgress']"
+PROGRESS_BARS = "[data-testid='stMain'] .cnnlab-live .bar:not([hidden])"
 ERRORS = (
     "[data-testid='stMain'] [data-testid='stException'], "
     "[data-testid='stMain'] [data-testid='stAlertContentError']"

@@ -2,9 +2,10 @@
 process, and watch it live.
 
 Nothing trains in this script: "Start training" calls ``cnnlab.train.start_run`` (a
-detached worker), and while runs are queued or running the run's progress is re-read
-from its folder every two seconds, its curves and the queue every ten, so a refresh, a
-closed tab or a second browser shows the same run.
+detached worker). While runs are queued or running, each watching browser fetches the
+run's progress from the server every second (``cnnlab.live``) and the page redraws its
+panel every ten seconds, its curves and the queue every thirty, all read from the run's
+folder, so a refresh, a closed tab or a second browser shows the same run.
 """
 
 from __future__ import annotations
@@ -12,11 +13,13 @@ from __future__ import annotations
 import pandas as pd
 import streamlit as st
 
+from cnnlab import live as live_route
 from cnnlab import runs
 from cnnlab import train as training
 from pages._train_live import (
     CURVES_REFRESH_S,
     LIVE_REFRESH_S,
+    PANEL_REFRESH_S,
     forget_shared,
     shared_queue,
     show_curves,
@@ -113,8 +116,10 @@ def curves_and_queue(run_id: str | None, live: bool) -> None:
 
 def part(draw, seconds: float, live: bool):
     """``draw`` as it is, or while ``live`` a fragment redrawn every ``seconds``. Each
-    redraw costs every watching browser a re-render: the run's progress is redrawn
-    every LIVE_REFRESH_S seconds, its curves and the queue, which change slowly, every
+    redraw costs every watching browser a re-render. The browsers fetch the run's bars
+    and numbers themselves every second (cnnlab.live), so its panel (status, messages,
+    controls) is redrawn every PANEL_REFRESH_S (without that route, every
+    LIVE_REFRESH_S), its curves and the queue, which change slowly, every
     CURVES_REFRESH_S."""
     return st.fragment(draw, run_every=seconds) if live else draw
 
@@ -141,5 +146,6 @@ if readable:
     st.subheader("Run")
 run_picker(dataset)
 if readable:
-    part(run_panel, LIVE_REFRESH_S, live)(run_id, live)
+    panel_every = PANEL_REFRESH_S if live_route.route_served() else LIVE_REFRESH_S
+    part(run_panel, panel_every, live)(run_id, live)
 part(curves_and_queue, CURVES_REFRESH_S, live)(run_id if readable else None, live)

@@ -41,8 +41,13 @@ def device_not_detected_yet(monkeypatch):
 @pytest.fixture
 def workspace(tmp_path, monkeypatch) -> Path:
     """An empty ``CNNLAB_HOME`` for this test only."""
+    import streamlit as st
+
     home = tmp_path / "cnnlab-home"
     monkeypatch.setenv("CNNLAB_HOME", str(home))
+    # Pages cache what they read (the training queue for a second, say), keyed by their
+    # arguments only: the last test's workspace must not show through.
+    st.cache_data.clear()
     return home
 
 
