@@ -25,7 +25,9 @@ load (one server; the workspace holds digits and a 1-epoch run, so Predict has a
     time budget) started with ``cnnlab train --detach`` and cancelled at the end. First
     a baseline run trains for ``--seconds`` with nobody watching; then the same run
     again while ``--watchers`` contexts show /train and ``--uploaders`` contexts upload
-    digit PNGs on /predict, one after another. Both windows start after the run's
+    digit PNGs on /predict, one after another: back to back (the worst case), or
+    ``--think-s`` seconds after each result, as a person looks at what the model said
+    before trying the next image. Both windows start after the run's
     first epoch (which traces the model). Chromium runs on the same machine, so its
     rendering takes CPU from training too, as it would on a laptop.
 
@@ -617,9 +619,12 @@ async def predict_once(page, name: str, data: bytes, timeout: float) -> tuple[fl
     return latency, result
 
 
-async def upload_loop(page, url: str, index: int, images: list, stop: asyncio.Event, tally):
-    """Predict ``images`` one after another until ``stop`` is set; after an error or a
-    timeout, start over in a new session of the page."""
+async def upload_loop(
+    page, url: str, index: int, images: list, stop: asyncio.Event, tally, think_s: float
+):
+    """Predict ``images`` one after another until ``stop`` is set, ``think_s`` seconds
+    after each result (a person looking at it); after an error or a timeout, start over
+    in a new session of the page."""
     count = 0
     while not stop.is_set():
         label, data = images[count % len(images)]
@@ -644,6 +649,11 @@ async def upload_loop(page, url: str, index: int, images: list, stop: asyncio.Ev
             await reopen(page, f"{url}/predict", tally, index)
             continue
         tally.predictions.append((started, remove_s, latency, result["live"]))
+        if think_s:
+            try:
+                await asyncio.wait_for(stop.wait(), think_s)
+            except TimeoutError:
+                pass
 
 
 async def reopen(page, url: str, tally: Tally, index: int) -> None:
@@ -757,7 +767,9 @@ async def under_load(args, env: dict, server: Server) -> dict:
             tally, stop = Tally(), asyncio.Event()
             tasks = [
                 asyncio.create_task(
-                    upload_loop(page, server.url, i, images[i :: args.uploaders], stop, tally)
+                    upload_loop(
+                        page, server.url, i, images[i :: args.uploaders], stop, tally, args.think_s
+                    )
                 )
                 for i, page in enumerate(uploaders)
             ]
@@ -844,6 +856,7 @@ async def load(args, seed: Path, root: Path, env: dict) -> dict:
         "seconds": args.seconds,
         "watchers": args.watchers,
         "uploaders": args.uploaders,
+        "think_s": args.think_s,
         "model_run_id": model_run,
         "baseline": quiet,
         **loaded,
@@ -902,7 +915,9 @@ def print_load(result: dict) -> None:
     base = result["baseline"]
     print(
         f"\nload: {result['window_s']:.0f} s, {result['watchers']} watcher(s) on /train, "
-        f"{result['uploaders']} uploader(s) on /predict; {os.cpu_count()} cores, so "
+        f"{result['uploaders']} uploader(s) on /predict "
+        f"({result['think_s']:g} s between a result and the next upload); "
+        f"{os.cpu_count()} cores, so "
         f"{result['window_s'] * os.cpu_count():.0f} CPU seconds in the window"
     )
     rows = [
@@ -962,6 +977,11 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=120.0, help="length of each window")
     parser.add_argument("--watchers", type=int, default=10, help="tabs watching /train")
     parser.add_argument("--uploaders", type=int, default=3, help="tabs predicting on /predict")
+    parser.add_argument(
+        "--think-s", type=float, default=0.0,
+        help="seconds each uploader looks at a result before the next upload (default 0: "
+        "back to back, the worst case)",
+    )  # fmt: skip
     add_common_args(parser)
     args = parser.parse_args()
     with bench_workspace(args.keep) as (root, env):
