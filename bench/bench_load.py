@@ -29,7 +29,10 @@ load (one server; the workspace holds digits and a 1-epoch run, so Predict has a
     ``--think-s`` seconds after each result, as a person looks at what the model said
     before trying the next image. Both windows start after the run's
     first epoch (which traces the model). Chromium runs on the same machine, so its
-    rendering takes CPU from training too, as it would on a laptop.
+    rendering takes CPU from training too, as it would on a laptop. With
+    ``--browser-nice 19`` it runs on the lowest priority instead and takes only CPU the
+    server and the training leave: the visitors' browsers on their own machines, as in
+    a demo, where the server's share is what slows the training.
 
     fresh progress lag
         The worker appends a timestamped progress event to events.jsonl at most every
@@ -77,11 +80,13 @@ import json
 import math
 import os
 import re
+import shlex
 import shutil
 import socket
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from dataclasses import dataclass, field
@@ -220,9 +225,23 @@ def chromium_executable() -> str:
     raise SystemExit("Chromium not found: install Debian's `chromium` package (see .ci/run).")
 
 
-async def launch_chromium(playwright):
+async def launch_chromium(playwright, nice: int = 0):
+    """Headless Chromium; with ``nice``, it and every process it starts run at that
+    niceness: on a lower priority, taking only CPU the server and the training leave.
+    Linux schedules each session's processes as one group (autogroup) and weighs groups
+    by the group's own niceness, not its processes': Chromium gets a session of its own
+    with that niceness."""
+    executable = chromium_executable()
+    if nice:
+        wrapper = Path(tempfile.mkdtemp(prefix="cnnlab-chromium-")) / "chromium"
+        start = f'echo {nice} > /proc/self/autogroup; exec nice -n {nice} "$0" "$@"'
+        wrapper.write_text(
+            f'#!/bin/sh\nexec setsid -w sh -c {shlex.quote(start)} {shlex.quote(executable)} "$@"\n'
+        )
+        wrapper.chmod(0o755)
+        executable = str(wrapper)
     return await playwright.chromium.launch(
-        executable_path=chromium_executable(), headless=True, args=CHROMIUM_FLAGS
+        executable_path=executable, headless=True, args=CHROMIUM_FLAGS
     )
 
 
@@ -755,7 +774,7 @@ async def under_load(args, env: dict, server: Server) -> dict:
     run_id = start_long_run(env)
     try:
         async with async_playwright() as playwright:
-            browser = await launch_chromium(playwright)
+            browser = await launch_chromium(playwright, args.browser_nice)
             log(f"opening {args.watchers} watcher and {args.uploaders} uploader tabs")
             watchers = await asyncio.gather(
                 *(open_watcher(browser, server.url) for _ in range(args.watchers))
@@ -857,6 +876,7 @@ async def load(args, seed: Path, root: Path, env: dict) -> dict:
         "watchers": args.watchers,
         "uploaders": args.uploaders,
         "think_s": args.think_s,
+        "browser_nice": args.browser_nice,
         "model_run_id": model_run,
         "baseline": quiet,
         **loaded,
@@ -916,7 +936,9 @@ def print_load(result: dict) -> None:
     print(
         f"\nload: {result['window_s']:.0f} s, {result['watchers']} watcher(s) on /train, "
         f"{result['uploaders']} uploader(s) on /predict "
-        f"({result['think_s']:g} s between a result and the next upload); "
+        f"({result['think_s']:g} s between a result and the next upload"
+        + (f"; Chromium at nice {result['browser_nice']}" if result["browser_nice"] else "")
+        + "); "
         f"{os.cpu_count()} cores, so "
         f"{result['window_s'] * os.cpu_count():.0f} CPU seconds in the window"
     )
@@ -981,6 +1003,11 @@ def main() -> None:
         "--think-s", type=float, default=0.0,
         help="seconds each uploader looks at a result before the next upload (default 0: "
         "back to back, the worst case)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--browser-nice", type=int, default=0,
+        help="run Chromium at this niceness (e.g. 19): the tabs then take only CPU the "
+        "server and the training leave, standing in for the visitors' own machines",
     )  # fmt: skip
     add_common_args(parser)
     args = parser.parse_args()
