@@ -78,9 +78,11 @@ def progress_url(run_id: str) -> str:
     return f"{'/' + base if base else ''}{path}?token={live.token(run_id)}"
 
 
-def live_panel(view: dict, polled: bool) -> None:
-    """The run's epoch and batch bars and its numbers; while ``polled``, the browser
-    keeps them current itself."""
+def live_panel(view: dict) -> None:
+    """The run's epoch and batch bars and its numbers (a cnnlab.live.progress_view);
+    while the run is active and the server answers the route, the browser keeps them
+    current itself."""
+    polled = view["active"] and live.route_served()
 
     def bar(part: str) -> str:
         shown = view[part] or {"text": "", "fraction": 0.0}

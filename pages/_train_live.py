@@ -181,7 +181,7 @@ def show_progress(run_id: str) -> dict | None:
             "The worker stopped (killed, crashed or restarted). Resume to go on "
             "from the last checkpoint."
         )
-    live_panel(live.progress_view(progress), polled=is_live(progress) and live.route_served())
+    live_panel(live.progress_view(progress))
     controls(progress)
     return progress
 
