@@ -34,7 +34,12 @@ from cnnlab.spec import Choice, Range, Spec, param
 
 BYTES_PER_VALUE = 4  # float32
 # keras.applications refuse smaller inputs than this for their ImageNet layouts.
-BACKBONE_MIN_SIZE = {"mobilenetv2": 32, "efficientnetb0": 32, "resnet50": 32}
+BACKBONE_MIN_SIZE = {
+    "mobilenetv2": 32,
+    "efficientnetb0": 32,
+    "resnet50": 32,
+    "efficientnetlite0": 32,
+}
 SMALL_RECEPTIVE_FIELD = 0.25  # warn when the last map sees < this fraction of the side
 DOMINANT_DENSE = 0.5  # warn when Flatten -> Dense holds more than this share of params
 LARGE_TRAINING_MEMORY = 8 * 1024**3
@@ -384,8 +389,27 @@ def format_count(count: float) -> str:
 # --- backbones (the only part that needs Keras) ---------------------------------------
 
 
+BACKBONE_TITLES = {
+    "mobilenetv2": "MobileNetV2",
+    "efficientnetb0": "EfficientNetB0",
+    "resnet50": "ResNet50",
+    "efficientnetlite0": "EfficientNet-Lite0",
+}
+
+
 def _backbone_title(name: str) -> str:
-    return {"mobilenetv2": "MobileNetV2", "efficientnetb0": "EfficientNetB0"}.get(name, "ResNet50")
+    return BACKBONE_TITLES[name]
+
+
+def backbone_application(name: str):
+    """The constructor of backbone ``name``, called as ``keras.applications``' are."""
+    if name == "efficientnetlite0":  # not in keras.applications: see cnnlab.models.lite0
+        from cnnlab.models.lite0 import EfficientNetLite0
+
+        return EfficientNetLite0
+    import keras
+
+    return getattr(keras.applications, BACKBONE_TITLES[name])
 
 
 def _measure_backbone(name: str, image_size: int, fine_tune_last: int):
@@ -413,7 +437,7 @@ def _backbone_summary(name: str, image_size: int) -> dict[str, Any]:
     """Build the backbone once with random weights and count what it holds."""
     import keras
 
-    application = getattr(keras.applications, _backbone_title(name))
+    application = backbone_application(name)
     model = application(include_top=False, weights=None, input_shape=(image_size, image_size, 3))
     body = model.layers[1:]
     fields: dict[str, tuple[int, int]] = {model.layers[0].name: (1, 1)}

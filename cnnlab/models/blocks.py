@@ -23,7 +23,7 @@ from cnnlab.spec import Choice, Range, Spec, param
 
 ACTIVATIONS = ("relu", "gelu", "swish", "elu", "tanh", "sigmoid", "linear")
 PADDINGS = ("valid", "same")
-BACKBONES = ("mobilenetv2", "efficientnetb0", "resnet50")
+BACKBONES = ("mobilenetv2", "efficientnetb0", "resnet50", "efficientnetlite0")
 
 _FILTERS = Range(1, 2048, integer=True)
 _KERNEL = Range(1, 15, integer=True)
@@ -391,12 +391,13 @@ class Gated(Block):
 
 @dataclass(frozen=True)
 class Backbone(Block):
-    """A keras.applications network without its top, as the first block."""
+    """A pretrained network without its top, as the first block: one of
+    keras.applications' or EfficientNet-Lite0 (:mod:`cnnlab.models.lite0`)."""
 
     type = "backbone"
     prefix = "backbone"
     title = "Pretrained backbone"
-    name: str = param("mobilenetv2", Choice(BACKBONES), "which keras.applications network")
+    name: str = param("mobilenetv2", Choice(BACKBONES), "which pretrained network")
     weights: str = param("imagenet", None, "'imagenet', 'none' (random) or a weights file")
     fine_tune_last: int = param(
         0, Range(0, 1000, integer=True), "backbone layers left trainable; 0 = frozen"

@@ -266,17 +266,8 @@ _BUILDERS = {
 
 # --- transfer learning -------------------------------------------------------------------
 
-_APPLICATIONS = {
-    "mobilenetv2": ("MobileNetV2", "mobilenet_v2"),
-    "efficientnetb0": ("EfficientNetB0", "efficientnet"),
-    "resnet50": ("ResNet50", "resnet"),
-}
 # Caffe-style preprocessing of ResNet50: RGB -> BGR, minus the ImageNet means (BGR).
 _CAFFE_MEANS = (103.939, 116.779, 123.68)
-
-
-def backbone_title(name: str) -> str:
-    return _APPLICATIONS[name][0]
 
 
 def _backbone(block: Backbone, inputs, x, channels: int):
@@ -287,12 +278,12 @@ def _backbone(block: Backbone, inputs, x, channels: int):
     by Keras into a separate copy of the backbone (its own download, cache and file
     format handling) and then copied layer by layer.
     """
-    title = backbone_title(block.name)
+    title = analysis.BACKBONE_TITLES[block.name]
     if channels == 1:
         x = layers.Concatenate(name="gray_to_rgb")([x, x, x])
     x = _backbone_preprocessing(block.name, x)
     own_layers = {layer.name for layer in keras.Model(inputs, x).layers}
-    application = getattr(keras.applications, title)
+    application = analysis.backbone_application(block.name)
     base = application(include_top=False, weights=None, input_tensor=x)
     backbone_layers = [layer for layer in base.layers if layer.name not in own_layers]
     weights = _application_weights(block.weights, title)
@@ -311,6 +302,8 @@ def _pretrained_backbone(application, title: str, weights: str, image_size: int)
         return application(
             include_top=False, weights=weights, input_shape=(image_size, image_size, 3)
         )
+    except CnnlabError:
+        raise
     except Exception as error:  # keras raises a bare Exception on a failed download
         if weights == "imagenet":
             raise CnnlabError(
@@ -355,7 +348,7 @@ def _fold_efficientnet_scaling(backbone_layers: list) -> None:
 
 
 def _backbone_preprocessing(name: str, x):
-    if name == "mobilenetv2":  # scales to [-1, 1]
+    if name in ("mobilenetv2", "efficientnetlite0"):  # scales to [-1, 1]
         return layers.Rescaling(1.0 / 127.5, offset=-1.0, name="preprocess")(x)
     if name == "resnet50":
         # A fixed linear map does the channel swap and the mean subtraction exactly.

@@ -118,7 +118,7 @@ class GatedOptions(Spec):
 @dataclass(frozen=True)
 class TransferOptions(Spec):
     kind = "`transfer` option"
-    backbone: str = param("mobilenetv2", Choice(BACKBONES), "keras.applications network")
+    backbone: str = param("mobilenetv2", Choice(BACKBONES), "pretrained network")
     weights: str = param("imagenet", None, "'imagenet', 'none' (random) or a weights file")
     fine_tune_last: int = param(
         0, Range(0, 1000, integer=True), "backbone layers left trainable; 0 = frozen"
@@ -213,8 +213,9 @@ def gated_small(options: GatedOptions) -> tuple[Block, ...]:
 @register_preset(
     "transfer",
     TransferOptions,
-    "A keras.applications backbone (ImageNet weights when available), frozen or partly "
-    "fine-tuned, then global pooling.",
+    "A pretrained backbone (ImageNet weights: EfficientNet-Lite0's come with cnnlab, "
+    "keras.applications' when they can be downloaded), frozen or partly fine-tuned, then "
+    "global pooling.",
 )
 def transfer(options: TransferOptions) -> tuple[Block, ...]:
     return (

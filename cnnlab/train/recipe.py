@@ -20,8 +20,9 @@
 4. **Augmentation.** The dataset's saved augmentation when it does something; else
    random crops, flips and colour for photos, or the mild set for small images, and
    no flips wherever the dataset says orientation matters.
-5. **Pretrained.** When ImageNet weights of a backbone are at hand (see
-   :mod:`cnnlab.train.pretrained`), a frozen MobileNetV2 is trained first and its top
+5. **Pretrained.** Colour photos start from a network trained on ImageNet (see
+   :mod:`cnnlab.train.pretrained`: EfficientNet-Lite0, whose weights install with
+   cnnlab, unless the user supplies MobileNetV2's), trained frozen first and its top
    then fine-tuned; otherwise the plan says why it trains from scratch.
 """
 
@@ -179,9 +180,13 @@ def plan_run(
     augment = None if augment == "none" else recommended if augment == "dataset" else augment
     batch_size = int(changes.get("batch_size") or BATCH_SIZE)
 
-    weights = pretrained.find_weights() if is_photo_set(data) and data.channels == 3 else None
+    photos = is_photo_set(data) and data.channels == 3
+    weights = pretrained.find_weights() if photos else None
     if weights is not None:
-        size = int(changes.get("image_size") or weights.image_size)
+        # No larger than the photos themselves (rounded), nor below what ImageNet's
+        # features need: 64-px shapes train at 96, not upscaled to 160.
+        own = max(pretrained.MIN_IMAGE_SIZE, _rounded_side(data))
+        size = int(changes.get("image_size") or min(weights.image_size, own))
         candidates = [(pretrained.transfer_arch(weights), size)]
         epochs = pretrained.EPOCHS
     else:
@@ -239,7 +244,7 @@ def plan_run(
     estimate = RUN_OVERHEAD_S + spec.epochs * per_epoch
     if spec.budget_minutes:
         estimate = min(estimate, spec.budget_minutes * 60)
-    note = weights.note if weights is not None else pretrained.why_not()
+    note = weights.note if weights is not None else pretrained.why_not(photos)
     return Plan(arch, spec, estimate, how, weights is not None, note)
 
 

@@ -115,7 +115,7 @@ def test_the_budget_beside_start_changes_the_plan_and_its_estimate(tiny_dataset)
     budget = at.number_input(key=f"train_budget_{tiny_dataset}")
     assert budget.value == 5.0 and (budget.min, budget.max) == (0.0, 1440.0)
     text = text_of(at)
-    assert "of a 5 min budget" in text and "No pretrained weights at hand" in text
+    assert "of a 5 min budget" in text and "Small or grayscale images: trained from scratch" in text
     budget.set_value(0.25).run()
     assert not at.exception, at.exception
     text = text_of(at)

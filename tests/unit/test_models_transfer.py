@@ -1,4 +1,5 @@
-"""Transfer presets: keras.applications backbones, offline, with random or local weights."""
+"""Transfer presets: keras.applications backbones and EfficientNet-Lite0, offline, with
+random or local weights."""
 
 from __future__ import annotations
 
@@ -8,8 +9,7 @@ import pytest
 from cnnlab.errors import CnnlabError
 from cnnlab.models import ArchSpec, analyze
 
-BACKBONES = ["mobilenetv2", "efficientnetb0", "resnet50"]
-TITLES = {"mobilenetv2": "MobileNetV2", "efficientnetb0": "EfficientNetB0", "resnet50": "ResNet50"}
+BACKBONES = ["mobilenetv2", "efficientnetb0", "resnet50", "efficientnetlite0"]
 
 
 @pytest.fixture(scope="module")
