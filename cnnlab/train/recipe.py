@@ -202,7 +202,9 @@ def plan_run(
         macs = speed.macs_per_image(arch, size, data.channels, classes)
         images_per_s, how = speed.estimated_throughput(key, macs)
         # Validation is a forward pass only: about a third of a training step.
-        return (train_images + val_images / speed.TRAINING_PASSES) / images_per_s, how
+        seconds = (train_images + val_images / speed.TRAINING_PASSES) / images_per_s
+        # The probe times the frozen network; fine-tuning its top half the epochs is slower.
+        return seconds * (pretrained.EPOCH_COST if weights is not None else 1.0), how
 
     available = (budget_minutes * 60 if budget_minutes else math.inf) - RUN_OVERHEAD_S
     # A candidate that fits at least this share of the epochs beats a cheaper one.
@@ -242,6 +244,8 @@ def plan_run(
     if changes:
         spec = spec.with_changes(**changes)
     estimate = RUN_OVERHEAD_S + spec.epochs * per_epoch
+    if weights is not None:  # tracing the step again when fine-tuning starts
+        estimate += pretrained.RETRACE_EPOCHS * per_epoch
     if spec.budget_minutes:
         estimate = min(estimate, spec.budget_minutes * 60)
     note = weights.note if weights is not None else pretrained.why_not(photos)

@@ -175,6 +175,14 @@ def test_photos_start_from_the_imagenet_weights_installed_with_cnnlab(
     assert plan.arch.options["weights"] == "imagenet"
     assert plan.spec.image_size == 160 and plan.spec.fine_tune_at == plan.spec.epochs // 2
     assert "EfficientNet-Lite0 (ImageNet, installed with cnnlab)" in plan.describe()
+    # The estimate counts the slower fine-tuned epochs and the second tracing.
+    from cnnlab.train import pretrained, probe, recipe
+
+    monkeypatch.setattr(probe, "estimated_throughput", lambda key, macs: (100.0, "assumed"))
+    plan = plan_run("photos", budget_minutes=1, probe=False)
+    per_epoch = (8 + 2 / probe.TRAINING_PASSES) / 100.0 * pretrained.EPOCH_COST
+    expected = recipe.RUN_OVERHEAD_S + (plan.spec.epochs + pretrained.RETRACE_EPOCHS) * per_epoch
+    assert plan.estimate_s == pytest.approx(expected)
     # Smaller photos are not upscaled past their own size, nor below 96 px.
     make_dataset_on_disk("small", {"a": 6, "b": 6}, size=64, splits=(4, 1, 1))
     assert plan_run("small", budget_minutes=1, probe=False).spec.image_size == 96
