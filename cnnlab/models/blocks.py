@@ -397,7 +397,7 @@ class Backbone(Block):
     type = "backbone"
     prefix = "backbone"
     title = "Pretrained backbone"
-    name: str = param("mobilenetv2", Choice(BACKBONES), "which pretrained network")
+    name: str = param("efficientnetlite0", Choice(BACKBONES), "which pretrained network")
     weights: str = param("imagenet", None, "'imagenet', 'none' (random) or a weights file")
     fine_tune_last: int = param(
         0, Range(0, 1000, integer=True), "backbone layers left trainable; 0 = frozen"

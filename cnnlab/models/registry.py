@@ -118,7 +118,8 @@ class GatedOptions(Spec):
 @dataclass(frozen=True)
 class TransferOptions(Spec):
     kind = "`transfer` option"
-    backbone: str = param("mobilenetv2", Choice(BACKBONES), "pretrained network")
+    # Lite0 by default: its ImageNet weights are installed, the others' are downloaded.
+    backbone: str = param("efficientnetlite0", Choice(BACKBONES), "pretrained network")
     weights: str = param("imagenet", None, "'imagenet', 'none' (random) or a weights file")
     fine_tune_last: int = param(
         0, Range(0, 1000, integer=True), "backbone layers left trainable; 0 = frozen"

@@ -73,7 +73,10 @@ def test_imagenet_offline_says_what_to_do(monkeypatch, keras):
         match=r"ImageNet weights for MobileNetV2 could not be downloaded \(.*Name or service"
         r".*\)\. Pass a local weights file \(weights=PATH\) or use random initialisation",
     ):
-        build_model(ArchSpec.preset("transfer"), 32, 3, 3)
+        build_model(ArchSpec.preset("transfer", backbone="mobilenetv2"), 32, 3, 3)
+    # The default backbone needs no download: its ImageNet weights are installed.
+    model = build_model(ArchSpec.preset("transfer"), 32, 3, 3)
+    assert model.get_layer("top_activation").output.shape[-1] == 1280
 
 
 def test_backbone_size_and_weights_messages(keras, workspace):
@@ -99,7 +102,8 @@ def test_local_weights_file(keras, workspace):
     workspace.mkdir(parents=True)  # weights files must lie in the workspace or Keras's cache
     path = workspace / "mobilenet.weights.h5"
     donor.save_weights(path)
-    model = build_model(ArchSpec.preset("transfer", weights=str(path)), 32, 3, 3)
+    mobilenet = {"backbone": "mobilenetv2"}
+    model = build_model(ArchSpec.preset("transfer", weights=str(path), **mobilenet), 32, 3, 3)
     for layer in (layer for layer in donor.layers if layer.weights):
         for expected, loaded in zip(
             layer.get_weights(), model.get_layer(layer.name).get_weights(), strict=True
@@ -108,4 +112,4 @@ def test_local_weights_file(keras, workspace):
     other = workspace / "simple.weights.h5"
     build_model(ArchSpec.preset("simple"), 32, 3, 3).save_weights(other)
     with pytest.raises(CnnlabError, match="does not fit MobileNetV2 without its top"):
-        build_model(ArchSpec.preset("transfer", weights=str(other)), 32, 3, 3)
+        build_model(ArchSpec.preset("transfer", weights=str(other), **mobilenet), 32, 3, 3)
