@@ -33,13 +33,9 @@ from cnnlab.models.spec import ArchSpec
 from cnnlab.spec import Choice, Range, Spec, param
 
 BYTES_PER_VALUE = 4  # float32
-# keras.applications refuse smaller inputs than this for their ImageNet layouts.
-BACKBONE_MIN_SIZE = {
-    "mobilenetv2": 32,
-    "efficientnetb0": 32,
-    "resnet50": 32,
-    "efficientnetlite0": 32,
-}
+# keras.applications refuse smaller inputs than this for their ImageNet layouts (Lite0
+# is held to the same).
+BACKBONE_MIN_SIZE = 32
 SMALL_RECEPTIVE_FIELD = 0.25  # warn when the last map sees < this fraction of the side
 DOMINANT_DENSE = 0.5  # warn when Flatten -> Dense holds more than this share of params
 LARGE_TRAINING_MEMORY = 8 * 1024**3
@@ -176,7 +172,7 @@ def _walk(blocks, image_size, channels, num_classes) -> list[dict]:
             measure, receptive_field, jump = _measure_backbone(
                 block.name, image_size, block.fine_tune_last
             )
-            title = f"{block.title} ({_backbone_title(block.name)})"
+            title = f"{block.title} ({BACKBONE_TITLES[block.name]})"
         else:
             try:
                 measure = block.measure(shape)
@@ -247,11 +243,11 @@ def _shape_text(shape) -> str:
 
 
 def _check_backbone_size(block: Backbone, image_size: int) -> None:
-    minimum = BACKBONE_MIN_SIZE[block.name]
+    minimum = BACKBONE_MIN_SIZE
     if image_size < minimum:
         raise CnnlabError(
             f"`image_size` must be at least {minimum} for the "
-            f"{_backbone_title(block.name)} backbone. Received: image_size={image_size}"
+            f"{BACKBONE_TITLES[block.name]} backbone. Received: image_size={image_size}"
         )
 
 
@@ -395,10 +391,6 @@ BACKBONE_TITLES = {
     "resnet50": "ResNet50",
     "efficientnetlite0": "EfficientNet-Lite0",
 }
-
-
-def _backbone_title(name: str) -> str:
-    return BACKBONE_TITLES[name]
 
 
 def backbone_application(name: str):

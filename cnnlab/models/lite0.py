@@ -17,8 +17,10 @@ excitation, and the stem and head not scaled. Its layer names follow
 from __future__ import annotations
 
 import collections
+import functools
 import hashlib
 import importlib.util
+import io
 import pickle
 import struct
 from pathlib import Path
@@ -177,8 +179,7 @@ _STORAGES = {
 _MAGIC = 0x1950A86A20F9469CFC6C  # torch.serialization's legacy magic number
 
 
-class _Tensor(collections.namedtuple("_Tensor", "key dtype offset shape stride")):
-    pass
+_Tensor = collections.namedtuple("_Tensor", "key dtype offset shape stride")
 
 
 def _rebuild_tensor(storage, offset, shape, stride, *_ignored):
@@ -206,12 +207,28 @@ class _StateUnpickler(pickle.Unpickler):
 def read_state(path: Path) -> dict[str, np.ndarray]:
     """The tensors of a legacy (pre-zip) ``torch.save`` state dict, as NumPy arrays.
 
+    The installed file is read and checked once per process: an audit builds the network
+    for every fold, the plan's speed probe once more. The arrays are only read from
+    (``set_weights`` copies them), so one copy serves every build.
+
     Raises:
         CnnlabError: naming the file, when it is not such a state dict.
     """
+    path = Path(path)
+    if path == bundled_weights():
+        return _installed_state(str(path))
+    return _read_state(path)
+
+
+@functools.lru_cache(maxsize=1)
+def _installed_state(path: str) -> dict[str, np.ndarray]:
+    return _read_state(Path(path))
+
+
+def _read_state(path: Path) -> dict[str, np.ndarray]:
     try:
-        data = Path(path).read_bytes()
-        if Path(path).name == FILE_NAME and not hashlib.sha256(data).hexdigest().startswith(
+        data = path.read_bytes()
+        if path.name == FILE_NAME and not hashlib.sha256(data).hexdigest().startswith(
             SHA256_PREFIX
         ):
             raise ValueError("its checksum does not match: reinstall the package")
@@ -232,8 +249,6 @@ def read_state(path: Path) -> dict[str, np.ndarray]:
 
 
 def _parse(data: bytes) -> dict[str, np.ndarray]:
-    import io
-
     stream = io.BytesIO(data)
     if _StateUnpickler(stream).load() != _MAGIC:
         raise ValueError("not a legacy PyTorch file")
