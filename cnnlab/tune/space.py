@@ -26,12 +26,13 @@ from typing import Any
 from cnnlab.errors import CnnlabError
 from cnnlab.spec import Choice, Range
 
-# Presets a study may switch between (``simple`` has nothing to size, ``transfer``
-# needs weights at hand).
-TUNABLE_PRESETS = ("vgg_small", "resnet_small", "mobilenet_small", "gated_small")
+# Presets a study may switch between (``simple`` has nothing to size). ``transfer`` is
+# the pretrained EfficientNet-Lite0 the auto recipe trains on photos (its weights are
+# installed); ``width`` and ``depth`` size only the networks trained from scratch.
+TUNABLE_PRESETS = ("vgg_small", "resnet_small", "mobilenet_small", "gated_small", "transfer")
 # The preset a space's architecture parameters resize when the recipe's has none.
 SIZED_PRESET = "vgg_small"
-# Each preset's option for ``depth``.
+# Each from-scratch preset's option for ``depth``.
 DEPTH_OPTION = {
     "vgg_small": "stages",
     "resnet_small": "stages",
@@ -368,9 +369,16 @@ def trial_config(
     from cnnlab.models.spec import ArchSpec
     from cnnlab.train.recipe import with_changes
 
+    from cnnlab.models.analysis import BACKBONE_MIN_SIZE
+
     params = {key: value for key, value in params.items() if key in TUNABLE}
     arch = _trial_arch(ArchSpec.from_dict(arch), params)
     changes = {name: value for name, value in params.items() if TUNABLE[name].sets == "train"}
+    if arch.preset_name == "transfer":  # a backbone needs a few pixels to pool
+        size = int(changes.get("image_size", spec.image_size))
+        changes["image_size"] = max(size, BACKBONE_MIN_SIZE)
+    elif arch.preset_name in DEPTH_OPTION and spec.fine_tune_at:  # nothing to unfreeze
+        changes["fine_tune_at"] = 0
     if epochs is not None:
         changes["epochs"] = int(epochs)
     if "augmentation_strength" in params:
@@ -388,16 +396,24 @@ def _trial_arch(arch: Any, params: Mapping[str, Any]) -> Any:
     if not sized:
         return arch
     preset = params.get("preset") or arch.preset_name
-    if preset not in DEPTH_OPTION:
+    if preset not in TUNABLE_PRESETS:
         preset = SIZED_PRESET  # the recipe's network has nothing to size (simple)
+    if preset == "transfer" and "preset" not in params and sized & {"width", "depth"}:
+        raise CnnlabError(
+            "This dataset's recipe fine-tunes a pretrained network (`transfer`), which has "
+            "no `width` or `depth` to vary: those size networks trained from scratch. Leave "
+            'them out, or add `preset` to the space (e.g. {"values": ["transfer", '
+            '"vgg_small"]}) to compare the two.'
+        )
     fields = {field.name: field for field in dataclasses.fields(get_preset(preset).options)}
     # Options the recipe chose that the new preset also has (e.g. stem_stride) stay.
     options = {key: value for key, value in dict(arch.options).items() if key in fields}
-    if "width" in params:
+    # A pretrained trial keeps its backbone's size: width and depth size the others.
+    if "width" in params and "width" in fields:
         options["width"] = int(params["width"])
     if "dropout" in params:
         options["dropout"] = float(params["dropout"])
-    if "depth" in params:
+    if "depth" in params and preset in DEPTH_OPTION:
         name = DEPTH_OPTION[preset]
         limits = fields[name].metadata["limits"]
         options[name] = int(min(max(int(params["depth"]), limits.low), limits.high))

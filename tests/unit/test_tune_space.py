@@ -110,6 +110,44 @@ def test_sizing_a_network_that_has_no_size_uses_the_sized_preset(tiny_dataset):
     assert gated.options["gated_blocks"] == 4  # clipped to the preset's own limit
 
 
+def _transfer_recipe():
+    """What the auto recipe plans for photos: pretrained, frozen then fine-tuned."""
+    arch = ArchSpec.preset("transfer", backbone="efficientnetlite0", dropout=0.2)
+    spec = TrainSpec(image_size=160, epochs=12, fine_tune_at=6, early_stopping=False)
+    return arch, spec
+
+
+def test_a_pretrained_recipe_stays_pretrained_when_dropout_varies(tiny_dataset):
+    arch, spec = _transfer_recipe()
+    new_arch, new_spec = trial_config(arch, spec, {"dropout": 0.4}, tiny_dataset)
+    assert new_arch.preset_name == "transfer"
+    assert new_arch.options["backbone"] == "efficientnetlite0"
+    assert new_arch.options["dropout"] == 0.4
+    assert new_spec.fine_tune_at == 6  # the frozen-then-fine-tuned plan is kept
+
+
+def test_width_or_depth_on_a_pretrained_recipe_is_refused_with_the_way_out(tiny_dataset):
+    arch, spec = _transfer_recipe()
+    with pytest.raises(CnnlabError, match="no `width` or `depth` to vary.*add `preset`"):
+        trial_config(arch, spec, {"width": 32}, tiny_dataset)
+
+
+def test_trials_switch_between_pretrained_and_from_scratch_families(tiny_dataset):
+    arch, spec = _transfer_recipe()
+    scratch, scratch_spec = trial_config(
+        arch, spec, {"preset": "vgg_small", "width": 24}, tiny_dataset
+    )
+    assert (scratch.preset_name, scratch.options["width"]) == ("vgg_small", 24)
+    assert scratch_spec.fine_tune_at == 0  # nothing to unfreeze
+    small_arch, small_spec = _base()  # 32 px, no backbone
+    pretrained, pretrained_spec = trial_config(
+        small_arch, small_spec, {"preset": "transfer", "width": 24, "image_size": 16}, tiny_dataset
+    )
+    assert pretrained.preset_name == "transfer" and "width" not in pretrained.options
+    assert pretrained_spec.image_size == 32  # a backbone's smallest input
+    assert "transfer" in SearchSpace.named("broad").to_dict()["preset"]["values"]
+
+
 def test_augmentation_strength_scales_within_limits():
     augmentation = {"horizontal_flip": True, "contrast": 0.2, "rotation": 0.3}
     assert scaled_augmentation(augmentation, 0.0) == "none"
