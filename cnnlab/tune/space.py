@@ -366,10 +366,9 @@ def trial_config(
     Raises:
         CnnlabError: a value a spec refuses (it names the field).
     """
+    from cnnlab.models.analysis import BACKBONE_MIN_SIZE
     from cnnlab.models.spec import ArchSpec
     from cnnlab.train.recipe import with_changes
-
-    from cnnlab.models.analysis import BACKBONE_MIN_SIZE
 
     params = {key: value for key, value in params.items() if key in TUNABLE}
     arch = _trial_arch(ArchSpec.from_dict(arch), params)
