@@ -8,7 +8,7 @@ how it holds up while a run trains and a dozen tabs watch and predict.
 Everything runs as a user runs it: a fresh ``CNNLAB_HOME`` with the digits sample
 ingested by the CLI (``cnnlab ingest sample:digits``), a real ``streamlit run app.py``,
 training started with ``cnnlab train``, and one headless Chromium driven by Playwright
-(the flags of tests/e2e/conftest.py, plus no throttling of background tabs, so every
+(the flags of scripts/live.py, plus no throttling of background tabs, so every
 browser context behaves like a tab someone is looking at).
 
 cold (``--rounds`` rounds, each a fresh server on a fresh copy of the workspace)
@@ -82,13 +82,11 @@ import os
 import re
 import shlex
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from dataclasses import dataclass, field
 from itertools import pairwise
 from pathlib import Path
@@ -99,21 +97,15 @@ from playwright.async_api import TimeoutError as PlaywrightTimeout
 from playwright.async_api import async_playwright
 
 sys.path.insert(0, str(REPO))  # this process reads run folders with cnnlab.runs
+from scripts import live  # noqa: E402 - the app served as the browser tests serve it
 
 CONTENT_TARGET_S = 2.0
 THROUGHPUT_TARGET = 0.75
 MB = 2**20
-# tests/e2e/conftest.py's flags, and no timer throttling or lower priority for tabs
-# in the background: each context stands for someone looking at the page.
+# scripts/live.py's flags, and no timer throttling or lower priority for tabs in the
+# background: each context stands for someone looking at the page.
 CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
+    *live.CHROMIUM_FLAGS,
     "--disable-background-timer-throttling",
     "--disable-renderer-backgrounding",
     "--disable-backgrounding-occluded-windows",
@@ -218,20 +210,15 @@ def rounded(value: float | None, digits: int = 3) -> float | None:
     return None if value is None else round(value, digits)
 
 
-def chromium_executable() -> str:
-    for candidate in (os.environ.get("CNNLAB_CHROMIUM"), "chromium", "chromium-browser"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    raise SystemExit("Chromium not found: install Debian's `chromium` package (see .ci/run).")
-
-
 async def launch_chromium(playwright, nice: int = 0):
     """Headless Chromium; with ``nice``, it and every process it starts run at that
     niceness: on a lower priority, taking only CPU the server and the training leave.
     Linux schedules each session's processes as one group (autogroup) and weighs groups
     by the group's own niceness, not its processes': Chromium gets a session of its own
     with that niceness."""
-    executable = chromium_executable()
+    executable = live.chromium_executable()
+    if executable is None:
+        raise SystemExit(live.CHROMIUM_MISSING)
     if nice:
         wrapper = Path(tempfile.mkdtemp(prefix="cnnlab-chromium-")) / "chromium"
         start = f'echo {nice} > /proc/self/autogroup; exec nice -n {nice} "$0" "$@"'
@@ -270,47 +257,17 @@ def log(message: str) -> None:
 # --- the server --------------------------------------------------------------------------
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
+class Server(live.LiveServer):
     """The app's server (``scripts/serve.py``, i.e. ``streamlit run app.py`` with the
     pages' modules imported first) on the workspace ``home``, started at once."""
 
-    def __init__(self, home: Path, env: dict):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = home.parent / f"streamlit-{home.name}-{self.port}.log"
-        self._log = open(self.log_path, "w")  # closed in stop()
-        self.started = time.perf_counter()
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "scripts/serve.py",  # what scripts/run.sh starts
-                "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            ],
-            cwd=REPO, env={**env, "CNNLAB_HOME": str(home)},
-            stdout=self._log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-
     def wait_healthy(self, timeout: float = 120.0) -> float:
         """Seconds from the start to the first 200 of /_stcore/health."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=1) as answer:
-                    if answer.status == 200:
-                        return time.perf_counter() - self.started
-            except OSError:
-                if self.process.poll() is not None:
-                    break
-                time.sleep(0.05)
-        self.stop()
-        tail = self.log_path.read_text(errors="replace")[-3000:]
-        raise SystemExit(f"streamlit did not answer within {timeout:.0f} s; its log:\n{tail}")
+        seconds = super().wait_healthy(timeout)
+        if seconds is None:
+            tail = self.log_text(3000)
+            raise SystemExit(f"streamlit did not answer within {timeout:.0f} s; its log:\n{tail}")
+        return seconds
 
     def rss(self, exclude: set[int]) -> int:
         """Resident bytes of the server and its children, except the pids ``exclude``."""
@@ -326,15 +283,6 @@ class Server:
             return {p.pid for p in psutil.Process(self.process.pid).children(recursive=True)}
         except psutil.NoSuchProcess:
             return set()
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
-        self._log.close()
 
 
 def process_rss(pid: int | None) -> int:

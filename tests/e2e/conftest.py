@@ -9,95 +9,33 @@ browser tests must never be skipped silently in CI.
 from __future__ import annotations
 
 import os
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+from scripts.live import CHROMIUM_FLAGS, CHROMIUM_MISSING, REPO, LiveServer, chromium_executable
+
 ARTIFACTS = REPO / "test-artifacts"
-CHROMIUM_FLAGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def chromium_executable() -> str | None:
-    for candidate in (os.environ.get("CNNLAB_CHROMIUM"), "chromium", "chromium-browser"):
-        if candidate and shutil.which(candidate):
-            return shutil.which(candidate)
-    return None
 
 
 @pytest.fixture(scope="session")
 def chromium_path() -> str:
     path = chromium_executable()
     if path is None:
-        message = "Chromium not found: install Debian's `chromium` package (see .ci/run)."
         if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
-            pytest.fail(f"{message} Browser tests must run in CI.")
-        pytest.skip(message)
+            pytest.fail(f"{CHROMIUM_MISSING} Browser tests must run in CI.")
+        pytest.skip(CHROMIUM_MISSING)
     return path
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class LiveApp(LiveServer):
+    """The app's server as ``scripts/run.sh`` starts it, with its own CNNLAB_HOME,
+    answering once constructed."""
 
-
-class LiveApp:
-    """The app's server as ``scripts/run.sh`` starts it (``scripts/serve.py``, i.e.
-    `streamlit run app.py`), with its own CNNLAB_HOME."""
-
-    def __init__(self, home: Path):
-        self.home = home
-        self.port = _free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "CNNLAB_HOME": str(home), "TF_CPP_MIN_LOG_LEVEL": "2"}
-        self.log = open(home.parent / f"streamlit-{self.port}.log", "w")  # noqa: SIM115
-        self.process = subprocess.Popen(
-            [
-                sys.executable, "scripts/serve.py",
-                "--server.port", str(self.port), "--server.address", "127.0.0.1",
-                "--server.headless", "true", "--browser.gatherUsageStats", "false",
-            ],
-            cwd=REPO, env=env, stdout=self.log, stderr=subprocess.STDOUT,
-        )  # fmt: skip
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            try:
-                with urllib.request.urlopen(f"{self.url}/_stcore/health", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except OSError:
-                time.sleep(0.3)
-        self.stop()
-        raise RuntimeError(f"streamlit did not start; log: {self.log_text()}")
-
-    def log_text(self) -> str:
-        if not self.log.closed:
-            self.log.flush()
-        return Path(self.log.name).read_text(errors="replace")[-4000:]
-
-    def stop(self) -> None:
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-        self.log.close()
+    def __init__(self, home):
+        super().__init__(home, {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2"})
+        if self.wait_healthy(timeout=60) is None:
+            raise RuntimeError(f"streamlit did not start; log: {self.log_text()}")
 
 
 @pytest.fixture
