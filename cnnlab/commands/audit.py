@@ -22,7 +22,8 @@ def register(subparsers: Any) -> None:
         description=(
             "Train k quick models (stratified k-fold over train+val, the dataset's auto "
             "recipe or a run's settings, within a time budget), score every image with a "
-            "model that did not see it, and rank the likely label errors with cleanlab. "
+            "model that did not see it, pick the likely label errors with cleanlab and rank "
+            "them by that model's and the others' doubt about the given label. "
             "The result is also saved for the Data page's Audit tab."
         ),
     )

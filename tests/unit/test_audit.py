@@ -58,10 +58,11 @@ def test_each_image_is_scored_by_a_model_that_did_not_see_it(flipped, monkeypatc
     def record(train_images, train_labels, predict, **options):
         seen_by_fold.append({digest(image) for image in train_images})
         held_by_fold.append([digest(image) for image in predict[0]])
+        assert [digest(image) for image in predict[1]] == [digest(i) for i in train_images]
         return by_colour(train_images, train_labels, predict, **options)
 
     monkeypatch.setattr(audit, "_fit_predict", record)
-    records, labels, probabilities = audit.out_of_fold_probabilities(name, folds=3)
+    records, labels, probabilities, trained = audit.out_of_fold_probabilities(name, folds=3)
     dataset = load_dataset(name)
     audited = len(dataset.split("train")) + len(dataset.split("val"))
     assert len(records) == len(labels) == len(probabilities) == len(dataset.records)
@@ -74,6 +75,32 @@ def test_each_image_is_scored_by_a_model_that_did_not_see_it(flipped, monkeypatc
         assert len(seen) + len(held) == audited
     folds = audit.fold_indices(labels[:audited], 3)
     assert np.bincount(folds).tolist() == [10, 10, 10]
+    # The models that trained on an image see it too; no model trained on a test image.
+    assert trained.shape == probabilities.shape
+    np.testing.assert_array_equal(trained[audited:], probabilities[audited:])
+    np.testing.assert_allclose(trained[:audited].sum(axis=1), 1.0, atol=1e-5)
+
+
+def test_issues_the_training_models_also_doubt_come_first():
+    """Two images the held-out models find equally doubtful: the one the models that
+    trained on it could not fit either ranks first, its quality the mean of both views."""
+    records = [
+        SimpleNamespace(file=f"images/cat/{i}.png", upload_name=f"cat/{i}.png", split="train")
+        for i in range(12)
+    ]
+    labels = np.array([0] * 6 + [1] * 6)
+    held_out = np.array([[0.9, 0.1]] * 6 + [[0.1, 0.9]] * 6)
+    held_out[0] = held_out[1] = [0.05, 0.95]  # both look like dogs to the held-out model
+    held_out[0] = [0.04, 0.96]  # the first a little more
+    trained = held_out.copy()
+    trained[0] = [0.9, 0.1]  # the models that trained on it learnt it: a hard cat
+    trained[1] = [0.1, 0.9]  # they could not fit this one: a dog called cat
+    issues = audit.label_issues(records, labels, held_out, ["cat", "dog"], trained=trained)
+    assert [issue["file"] for issue in issues] == ["images/cat/1.png", "images/cat/0.png"]
+    assert [issue["quality"] for issue in issues] == [0.075, 0.47]
+    assert {issue["suggested"] for issue in issues} == {"dog"}
+    plain = audit.label_issues(records, labels, held_out, ["cat", "dog"])
+    assert [issue["file"] for issue in plain] == ["images/cat/0.png", "images/cat/1.png"]
 
 
 def test_a_flipped_label_tops_the_list_with_real_models(flipped):
@@ -84,12 +111,14 @@ def test_a_flipped_label_tops_the_list_with_real_models(flipped):
     spec = TrainSpec(
         image_size=24, batch_size=8, epochs=12, learning_rate=3e-3, augmentation="none"
     )
-    records, labels, probabilities = audit.out_of_fold_probabilities(
+    records, labels, probabilities, trained = audit.out_of_fold_probabilities(
         name, folds=2, arch=ArchSpec.preset("simple"), spec=spec
     )
     assert probabilities.shape == (36, 3)
     np.testing.assert_allclose(probabilities.sum(axis=1), 1.0, atol=1e-4)
-    issues = audit.label_issues(records, labels, probabilities, ["cat", "dog", "fox"])
+    issues = audit.label_issues(
+        records, labels, probabilities, ["cat", "dog", "fox"], trained=trained
+    )
     assert [issue["file"] for issue in issues[:3]].count(file) == 1
     top = next(issue for issue in issues if issue["file"] == file)
     assert (top["given"], top["suggested"], top["source"]) == ("dog", "cat", "cat_0.png")
