@@ -82,7 +82,7 @@ def test_each_image_is_scored_by_a_model_that_did_not_see_it(flipped, monkeypatc
 
 
 def test_issues_the_training_models_also_doubt_come_first():
-    """Two images the held-out models find equally doubtful: the one the models that
+    """Two images the held-out models find about as doubtful: the one the models that
     trained on it could not fit either ranks first, its quality the mean of both views."""
     records = [
         SimpleNamespace(file=f"images/cat/{i}.png", upload_name=f"cat/{i}.png", split="train")
@@ -90,8 +90,8 @@ def test_issues_the_training_models_also_doubt_come_first():
     ]
     labels = np.array([0] * 6 + [1] * 6)
     held_out = np.array([[0.9, 0.1]] * 6 + [[0.1, 0.9]] * 6)
-    held_out[0] = held_out[1] = [0.05, 0.95]  # both look like dogs to the held-out model
-    held_out[0] = [0.04, 0.96]  # the first a little more
+    held_out[0] = [0.04, 0.96]  # both look like dogs to the held-out models,
+    held_out[1] = [0.05, 0.95]  # the first a little more
     trained = held_out.copy()
     trained[0] = [0.9, 0.1]  # the models that trained on it learnt it: a hard cat
     trained[1] = [0.1, 0.9]  # they could not fit this one: a dog called cat
