@@ -209,10 +209,11 @@ def out_of_fold_probabilities(
     for k in range(folds):
         started = time.monotonic()
         held = fold == k
+        seen = images[~held]
         predicted = _fit_predict(
-            images[~held],
+            seen,
             labels[~held],
-            [images[held], images[~held], test_images],
+            [images[held], seen, test_images],
             arch=arch,
             spec=spec,
             classes=classes,
